@@ -1,0 +1,97 @@
+# The freestanding world: how Tenon micro-libraries become archives and how images are linked.
+#
+# A micro-library is compiled with freestanding flags, partially linked into one relocatable
+# object, stripped to its explicit export list (exports.syms next to library.yaml; everything
+# else becomes local), and archived as lib<name>.a under build/tenon/lib/<arch>/. An image links
+# the app's objects with exactly the archives it names, using the platform's linker script.
+
+get_filename_component(TENON_SOURCE_DIR ${CMAKE_CURRENT_LIST_DIR}/.. ABSOLUTE)
+set(TENON_ARCH x86_64)
+set(TENON_ARCHIVE_DIR ${CMAKE_BINARY_DIR}/tenon/lib/${TENON_ARCH})
+file(MAKE_DIRECTORY ${TENON_ARCHIVE_DIR} ${TENON_IMAGE_DIR})
+
+set(TENON_FREESTANDING_COMPILE_OPTIONS
+  -ffreestanding -fno-exceptions -fno-rtti -fno-threadsafe-statics -fno-use-cxa-atexit
+  -fno-stack-protector -fno-pic -fno-pie -mno-red-zone -mgeneral-regs-only -mcmodel=small
+  -fno-asynchronous-unwind-tables -fno-unwind-tables -fcf-protection=none
+  -ffunction-sections -fdata-sections -fvisibility=hidden -fno-common
+  -ffile-prefix-map=${TENON_SOURCE_DIR}=.
+  -O2 -Wall -Wextra -Werror)
+# Freestanding means no libc and no libgcc: a reference to either is a link error.
+set(TENON_FREESTANDING_LINK_OPTIONS
+  -nostdlib -static -no-pie -Wl,--gc-sections -Wl,--no-undefined -Wl,--build-id=none
+  -Wl,-z,max-page-size=0x1000 -Wl,-z,noexecstack -Wl,--strip-debug)
+set(TENON_LINKER_SCRIPT ${TENON_SOURCE_DIR}/tenon/plat/mortise/image.ld)
+
+find_program(TENON_LD NAMES ld REQUIRED)
+find_program(TENON_OBJCOPY NAMES objcopy REQUIRED)
+find_program(TENON_AR NAMES ar REQUIRED)
+
+function(_tenon_freestanding_objects target)
+  target_compile_options(${target} PRIVATE ${TENON_FREESTANDING_COMPILE_OPTIONS})
+  # The build type's flags (-g, -O) are the hosted world's; the freestanding world sets its own.
+  set_target_properties(${target} PROPERTIES
+    CXX_STANDARD 20 CXX_EXTENSIONS OFF POSITION_INDEPENDENT_CODE OFF
+    INTERPROCEDURAL_OPTIMIZATION OFF)
+  target_include_directories(${target} PRIVATE ${TENON_SOURCE_DIR}/tenon/include)
+endfunction()
+
+# tenon_library(<name> SOURCES <files...> [INCLUDES <dirs...>])
+# Builds build/tenon/lib/<arch>/lib<name>.a and the target tenon-lib-<name>.
+function(tenon_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;INCLUDES" ${ARGN})
+  set(objects tenon-lib-${name}-objects)
+  add_library(${objects} OBJECT ${ARG_SOURCES})
+  _tenon_freestanding_objects(${objects})
+  if(ARG_INCLUDES)
+    target_include_directories(${objects} PRIVATE ${ARG_INCLUDES})
+  endif()
+  set(exports ${CMAKE_CURRENT_SOURCE_DIR}/exports.syms)
+  if(NOT EXISTS ${exports})
+    message(FATAL_ERROR "Tenon library '${name}' has no exports.syms in ${CMAKE_CURRENT_SOURCE_DIR}")
+  endif()
+  set(relocatable ${CMAKE_CURRENT_BINARY_DIR}/${name}.o)
+  set(archive ${TENON_ARCHIVE_DIR}/lib${name}.a)
+  add_custom_command(
+    OUTPUT ${archive}
+    COMMAND ${TENON_LD} -r -o ${relocatable} $<TARGET_OBJECTS:${objects}>
+    COMMAND ${TENON_OBJCOPY} --keep-global-symbols=${exports} ${relocatable}
+    COMMAND ${CMAKE_COMMAND} -E rm -f ${archive}
+    COMMAND ${TENON_AR} rcsD ${archive} ${relocatable}
+    DEPENDS ${objects} $<TARGET_OBJECTS:${objects}> ${exports}
+    COMMAND_EXPAND_LISTS
+    COMMENT "Tenon micro-library ${name} -> lib${name}.a")
+  add_custom_target(tenon-lib-${name} ALL DEPENDS ${archive})
+  set_property(TARGET tenon-lib-${name} PROPERTY TENON_ARCHIVE ${archive})
+endfunction()
+
+# tenon_image(<name> SOURCES <files...> LIBRARIES <micro-library names...> [OUTPUT_DIR <dir>])
+# Links build/images/<name>.elf (or <dir>/<name>.elf) from the app sources and exactly the named
+# micro-library archives.
+function(tenon_image name)
+  cmake_parse_arguments(ARG "" "OUTPUT_DIR" "SOURCES;LIBRARIES" ${ARGN})
+  if(NOT ARG_OUTPUT_DIR)
+    set(ARG_OUTPUT_DIR ${TENON_IMAGE_DIR})
+  endif()
+  set(objects tenon-image-${name}-objects)
+  add_library(${objects} OBJECT ${ARG_SOURCES})
+  _tenon_freestanding_objects(${objects})
+  set(archives "")
+  set(archive_targets "")
+  foreach(library IN LISTS ARG_LIBRARIES)
+    list(APPEND archives ${TENON_ARCHIVE_DIR}/lib${library}.a)
+    list(APPEND archive_targets tenon-lib-${library})
+  endforeach()
+  set(image ${ARG_OUTPUT_DIR}/${name}.elf)
+  add_custom_command(
+    OUTPUT ${image}
+    COMMAND ${CMAKE_CXX_COMPILER} ${TENON_FREESTANDING_LINK_OPTIONS} -T ${TENON_LINKER_SCRIPT}
+            -o ${image} $<TARGET_OBJECTS:${objects}>
+            -Wl,--start-group ${archives} -Wl,--end-group
+    DEPENDS ${objects} $<TARGET_OBJECTS:${objects}> ${archive_targets} ${archives}
+            ${TENON_LINKER_SCRIPT}
+    COMMAND_EXPAND_LISTS
+    COMMENT "Tenon image ${name}.elf")
+  add_custom_target(tenon-image-${name} ALL DEPENDS ${image})
+  set_property(TARGET tenon-image-${name} PROPERTY TENON_IMAGE ${image})
+endfunction()
