@@ -1,0 +1,341 @@
+// `mortise`: the local Mortise command. `mortise run IMAGE` boots one Tenon instance in the
+// foreground with its console on stdout and ends with a one-line exit reason.
+#include <sched.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <iostream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <tuple>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "console_sink.h"
+#include "instance.h"
+#include "kvm.h"
+#include "placement.h"
+#include "telemetry.h"
+
+namespace {
+
+// Exit statuses of `mortise run`. 0..63 carry the guest's own exit status.
+enum ExitCode : int {
+  kGuestStatusMax = 63,
+  kUsage = 64,
+  kLoadError = 65,
+  kGuestFault = 66,
+  kGuestPanic = 67,
+  kViolation = 68,
+  kTimeout = 69,
+  kHypervisorError = 70,
+};
+
+constexpr const char* kExitCodeHelp =
+    "Exit status: the guest's own status when it exits with 0..63 (63 for any other status);\n"
+    "64 usage error, 65 image load error, 66 guest fault, 67 guest panic, 68 hypercall\n"
+    "violation, 69 time limit reached, 70 hypervisor error (e.g. no /dev/kvm).";
+
+// "128K", "1M", "1MiB", "4096" -> bytes.
+absl::StatusOr<uint64_t> parse_size(std::string text) {
+  uint64_t multiplier = 1;
+  for (const char* suffix : {"iB", "B"}) {
+    if (text.size() > strlen(suffix) && text.ends_with(suffix)) {
+      text.resize(text.size() - strlen(suffix));
+      break;
+    }
+  }
+  if (!text.empty()) {
+    switch (text.back()) {
+      case 'K':
+      case 'k':
+        multiplier = 1ull << 10;
+        break;
+      case 'M':
+      case 'm':
+        multiplier = 1ull << 20;
+        break;
+      case 'G':
+      case 'g':
+        multiplier = 1ull << 30;
+        break;
+      default:
+        break;
+    }
+    if (multiplier != 1) text.pop_back();
+  }
+  uint64_t value = 0;
+  if (!absl::SimpleAtoi(text, &value) || value > (UINT64_MAX / multiplier)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("'%s' is not a size (examples: 131072, 128K, 1M, 1MiB)", text));
+  }
+  return value * multiplier;
+}
+
+int exit_code_for(const mortise::ExitReason& reason) {
+  switch (reason.kind) {
+    case mortise::ExitKind::kGuestExit:
+      return reason.status >= 0 && reason.status <= kGuestStatusMax
+                 ? static_cast<int>(reason.status)
+                 : kGuestStatusMax;
+    case mortise::ExitKind::kGuestFault:
+      return kGuestFault;
+    case mortise::ExitKind::kGuestPanic:
+      return kGuestPanic;
+    case mortise::ExitKind::kViolation:
+      return kViolation;
+    case mortise::ExitKind::kTimeout:
+      return kTimeout;
+    case mortise::ExitKind::kHypervisorError:
+      return kHypervisorError;
+  }
+  return kHypervisorError;
+}
+
+double ticks_to_ns(uint64_t ticks, uint64_t tsc_khz) {
+  return tsc_khz == 0 ? 0.0 : static_cast<double>(ticks) * 1e6 / static_cast<double>(tsc_khz);
+}
+
+struct RunOptions {
+  std::string image;
+  std::string memory = "1M";
+  std::optional<int> cpu;
+  std::optional<std::string> duration;
+  std::optional<std::string> app_run;
+  std::optional<std::string> report_every;
+  bool realtime = false;
+  int rt_priority = 90;
+  std::string output = "text";
+};
+
+std::optional<std::chrono::nanoseconds> parse_duration(const std::string& text) {
+  absl::Duration duration;
+  if (!absl::ParseDuration(text, &duration) || duration <= absl::ZeroDuration()) {
+    return std::nullopt;
+  }
+  return absl::ToChronoNanoseconds(duration);
+}
+
+nlohmann::json histogram_json(const mortise::HistogramSummary& summary) {
+  return {{"count", summary.count},   {"min_ns", summary.min_ns}, {"mean_ns", summary.mean_ns},
+          {"p50_ns", summary.p50_ns}, {"p99_ns", summary.p99_ns}, {"p999_ns", summary.p999_ns},
+          {"max_ns", summary.max_ns}};
+}
+
+nlohmann::json telemetry_json(const mortise::TelemetrySnapshot& snapshot) {
+  nlohmann::json tasks = nlohmann::json::array();
+  for (const mortise::TaskSummary& task : snapshot.tasks) {
+    nlohmann::json buckets = nlohmann::json::array();
+    for (uint32_t count : task.raw_release_latency.buckets) buckets.push_back(count);
+    tasks.push_back({{"name", task.name},
+                     {"period_ns", task.period_ns},
+                     {"deadline_ns", task.deadline_ns},
+                     {"priority", task.priority},
+                     {"jobs", task.jobs},
+                     {"deadline_misses", task.deadline_misses},
+                     {"gap_jobs", task.gap_jobs},
+                     {"release_latency", histogram_json(task.release_latency)},
+                     {"release_latency_log2_tick_buckets", buckets},
+                     {"response_time", histogram_json(task.response_time)}});
+  }
+  return {{"scheduler", mortise::scheduler_name(snapshot.scheduler)},
+          {"gaps", snapshot.gaps},
+          {"tasks", tasks}};
+}
+
+void print_telemetry(const mortise::TelemetrySnapshot& snapshot) {
+  if (snapshot.tasks.empty()) return;
+  std::cerr << absl::StrFormat("mortise: telemetry (%s scheduler, release latency in us)\n",
+                               mortise::scheduler_name(snapshot.scheduler));
+  std::cerr << absl::StrFormat("  %-12s %9s %8s %8s %8s %8s %8s %7s %6s\n", "task", "jobs", "min",
+                               "p50", "p99", "p99.9", "max", "misses", "gaps");
+  for (const mortise::TaskSummary& task : snapshot.tasks) {
+    const mortise::HistogramSummary& latency = task.release_latency;
+    std::cerr << absl::StrFormat("  %-12s %9d %8.1f %8.1f %8.1f %8.1f %8.1f %7d %6d\n", task.name,
+                                 task.jobs, latency.min_ns / 1e3, latency.p50_ns / 1e3,
+                                 latency.p99_ns / 1e3, latency.p999_ns / 1e3, latency.max_ns / 1e3,
+                                 task.deadline_misses, task.gap_jobs);
+  }
+}
+
+int report_error(const RunOptions& options, int code, const std::string& kind,
+                 const std::string& message) {
+  if (options.output == "json") {
+    nlohmann::json record{{"image", options.image},
+                          {"exit", {{"kind", kind}, {"message", message}, {"code", code}}}};
+    std::cout << record.dump() << std::endl;
+  }
+  std::cerr << "mortise: " << kind << ": " << message << std::endl;
+  return code;
+}
+
+int run(const RunOptions& options, uint64_t process_start_tsc) {
+  absl::StatusOr<uint64_t> memory_bytes = parse_size(options.memory);
+  if (!memory_bytes.ok()) {
+    return report_error(options, kUsage, "usage", std::string(memory_bytes.status().message()));
+  }
+  std::optional<std::chrono::nanoseconds> time_limit, app_run, report_every;
+  for (auto [text, target, flag] :
+       {std::tuple{&options.duration, &time_limit, "--duration"},
+        std::tuple{&options.app_run, &app_run, "--app-run"},
+        std::tuple{&options.report_every, &report_every, "--report-every"}}) {
+    if (!*text) continue;
+    *target = parse_duration(**text);
+    if (!*target) {
+      return report_error(options, kUsage, "usage",
+                          absl::StrCat(flag, " takes a positive duration such as 500ms, 10s, 2m"));
+    }
+  }
+  const mortise::HostPartition partition = mortise::default_partition();
+  mortise::PlacementRequest request;
+  request.policy =
+      options.realtime ? mortise::PlacementPolicy::kRealtime : mortise::PlacementPolicy::kAnywhere;
+  request.cpu = options.cpu;
+  request.realtime_priority = options.rt_priority;
+  absl::StatusOr<mortise::Placement> placement = mortise::place_current_thread(request, partition);
+  if (!placement.ok()) {
+    return report_error(options, kUsage, "usage", std::string(placement.status().message()));
+  }
+
+  absl::StatusOr<mortise::Kvm> kvm = mortise::Kvm::open();
+  if (!kvm.ok()) {
+    return report_error(options, kHypervisorError, "hypervisor-error",
+                        std::string(kvm.status().message()));
+  }
+  mortise::FileConsole console(STDOUT_FILENO);
+  mortise::InstanceConfig config;
+  config.image_path = options.image;
+  config.memory_bytes = *memory_bytes;
+  if (app_run) config.app_run_ns = static_cast<uint64_t>(app_run->count());
+  config.exit_control =
+      options.realtime ? mortise::ExitControl::kLowLatency : mortise::ExitControl::kDefault;
+  absl::StatusOr<std::unique_ptr<mortise::Instance>> instance =
+      mortise::Instance::create(*kvm, config, console, process_start_tsc);
+  if (!instance.ok()) {
+    const bool kvm_failed = instance.status().code() == absl::StatusCode::kUnavailable;
+    return report_error(options, kvm_failed ? kHypervisorError : kLoadError,
+                        kvm_failed ? "hypervisor-error" : "load-error",
+                        std::string(instance.status().message()));
+  }
+  std::cerr << "mortise: placement: " << mortise::describe(*placement) << "; "
+            << mortise::describe(partition)
+            << "; exits disabled: " << ((*instance)->disabled_exits() == 0 ? "none" : "hlt,pause")
+            << std::endl;
+
+  // Live telemetry, read from the guest's page while it runs.
+  std::mutex reporter_mutex;
+  std::condition_variable reporter_wake;
+  bool finished = false;
+  std::thread reporter;
+  if (report_every) {
+    reporter = std::thread([&] {
+      std::unique_lock lock(reporter_mutex);
+      while (!reporter_wake.wait_for(lock, *report_every, [&] { return finished; })) {
+        absl::StatusOr<mortise::TelemetrySnapshot> snapshot = (*instance)->telemetry();
+        if (snapshot.ok()) print_telemetry(*snapshot);
+      }
+    });
+  }
+  const mortise::ExitReason reason = (*instance)->run(time_limit);
+  const uint64_t end_tsc = mortise::read_host_tsc();
+  if (reporter.joinable()) {
+    {
+      std::lock_guard lock(reporter_mutex);
+      finished = true;
+    }
+    reporter_wake.notify_all();
+    reporter.join();
+  }
+  const mortise::BootTiming timing = (*instance)->boot_timing();
+  absl::StatusOr<mortise::TelemetrySnapshot> telemetry = (*instance)->telemetry();
+  const int code = exit_code_for(reason);
+
+  std::optional<double> boot_to_main_ns;
+  if (timing.tsc_synchronized && timing.main_entry_tsc > timing.host_start_tsc) {
+    boot_to_main_ns = ticks_to_ns(timing.main_entry_tsc - timing.host_start_tsc, timing.tsc_khz);
+  }
+  const double wall_ns = ticks_to_ns(end_tsc - process_start_tsc, timing.tsc_khz);
+  if (options.output == "json") {
+    nlohmann::json record{{"image", options.image},
+                          {"memory_bytes", *memory_bytes},
+                          {"exit",
+                           {{"kind", mortise::exit_kind_name(reason.kind)},
+                            {"status", reason.status},
+                            {"message", reason.message},
+                            {"code", code}}},
+                          {"tsc_khz", timing.tsc_khz},
+                          {"tsc_synchronized", timing.tsc_synchronized},
+                          {"wall_ns", wall_ns}};
+    record["boot_to_main_ns"] =
+        boot_to_main_ns ? nlohmann::json(*boot_to_main_ns) : nlohmann::json(nullptr);
+    record["placement"] = {{"cpu", placement->cpu ? nlohmann::json(*placement->cpu) : nullptr},
+                           {"sched_fifo", placement->fifo},
+                           {"priority", placement->priority},
+                           {"note", placement->note},
+                           {"exits_disabled", (*instance)->disabled_exits()}};
+    if (telemetry.ok()) record["telemetry"] = telemetry_json(*telemetry);
+    std::cout << "\n" << record.dump() << std::endl;
+  }
+  if (telemetry.ok()) print_telemetry(*telemetry);
+  std::string timing_note;
+  if (boot_to_main_ns)
+    timing_note =
+        absl::StrFormat(" (app main reached %.1f us after start)", *boot_to_main_ns / 1000.0);
+  std::cerr << "mortise: " << mortise::exit_kind_name(reason.kind) << ": " << reason.message
+            << timing_note << std::endl;
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const uint64_t process_start_tsc = mortise::read_host_tsc();
+  CLI::App app{"mortise: run Tenon instances on this host's KVM"};
+  app.set_version_flag("--version", "mortise 0.1.0");
+  app.require_subcommand(1);
+  app.footer(kExitCodeHelp);
+
+  RunOptions options;
+  CLI::App* run_command = app.add_subcommand(
+      "run", "Boot one Tenon image in the foreground; its console goes to stdout");
+  run_command->add_option("IMAGE", options.image, "Tenon ELF image")->required();
+  run_command->add_option("--memory", options.memory, "Guest memory, e.g. 128K or 1M")
+      ->capture_default_str();
+  run_command->add_option("--cpu", options.cpu, "Pin the vCPU to this host CPU");
+  run_command->add_flag("--realtime", options.realtime,
+                        "Real-time placement: a real-time partition core (or --cpu), SCHED_FIFO, "
+                        "HLT/PAUSE exits disabled where KVM allows");
+  run_command
+      ->add_option("--rt-priority", options.rt_priority, "SCHED_FIFO priority for --realtime")
+      ->check(CLI::Range(1, 99))
+      ->capture_default_str();
+  run_command->add_option("--app-run", options.app_run,
+                          "Tell the app's task scheduler to stop after this long (it then exits)");
+  run_command->add_option("--report-every", options.report_every,
+                          "Print the guest's live task telemetry to stderr this often");
+  run_command->add_option("--duration", options.duration,
+                          "Stop the instance after this long, e.g. 500ms, 10s");
+  run_command
+      ->add_option("-o,--output", options.output,
+                   "text, or json: a JSON record of the run as the last stdout line")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  run_command->footer(kExitCodeHelp);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    const int code = app.exit(error);
+    return code == 0 ? 0 : kUsage;
+  }
+  return run(options, process_start_tsc);
+}

@@ -1,0 +1,431 @@
+// A Tenon instance on KVM; see instance.h.
+#include "instance.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <x86intrin.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "hypercall_dispatch.h"
+#include "page_tables.h"
+#include "tenon/abi.h"
+
+namespace mortise {
+namespace {
+
+constexpr int kKickSignal = SIGUSR1;
+constexpr uint64_t kMaxImageFile = 64ull << 20;
+
+// The kick signal only has to interrupt KVM_RUN; its handler does nothing.
+void install_kick_handler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction action {};
+    action.sa_handler = [](int) {};
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
+    sigaction(kKickSignal, &action, nullptr);
+  });
+}
+
+absl::StatusOr<std::vector<uint8_t>> read_file(const std::string& path) {
+  std::ifstream stream(path, std::ios::binary | std::ios::ate);
+  if (!stream) return absl::NotFoundError(absl::StrCat("cannot open image ", path));
+  const std::streamoff size = stream.tellg();
+  if (size < 0 || static_cast<uint64_t>(size) > kMaxImageFile) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("image ", path, " is larger than the ", kMaxImageFile >> 20, " MiB limit"));
+  }
+  std::vector<uint8_t> bytes(static_cast<size_t>(size));
+  stream.seekg(0);
+  if (!stream.read(reinterpret_cast<char*>(bytes.data()), size)) {
+    return absl::DataLossError(absl::StrCat("cannot read image ", path));
+  }
+  return bytes;
+}
+
+kvm_segment segment(uint16_t selector, uint8_t type, bool long_mode) {
+  kvm_segment s{};
+  s.base = 0;
+  s.limit = 0xffffffff;
+  s.selector = selector;
+  s.type = type;
+  s.present = 1;
+  s.dpl = 0;
+  s.db = long_mode ? 0 : 1;
+  s.s = 1;
+  s.l = long_mode ? 1 : 0;
+  s.g = 1;
+  return s;
+}
+
+constexpr uint64_t kCr0ProtectedMode = 1ull << 0;
+constexpr uint64_t kCr0MonitorCoprocessor = 1ull << 1;
+constexpr uint64_t kCr0ExtensionType = 1ull << 4;
+constexpr uint64_t kCr0NumericError = 1ull << 5;
+constexpr uint64_t kCr0WriteProtect = 1ull << 16;
+constexpr uint64_t kCr0Paging = 1ull << 31;
+constexpr uint64_t kCr4PhysicalAddressExtension = 1ull << 5;
+constexpr uint64_t kEferLongModeEnable = 1ull << 8;
+constexpr uint64_t kEferLongModeActive = 1ull << 10;
+constexpr uint64_t kEferNoExecuteEnable = 1ull << 11;
+constexpr uint32_t kMtrrDefaultTypeMsr = 0x2ff;
+constexpr uint64_t kMtrrEnable = 1ull << 11;
+constexpr uint64_t kMemoryTypeWriteBack = 6;
+
+}  // namespace
+
+uint64_t read_host_tsc() { return __rdtsc(); }
+
+const char* exit_kind_name(ExitKind kind) {
+  switch (kind) {
+    case ExitKind::kGuestExit:
+      return "guest-exit";
+    case ExitKind::kGuestFault:
+      return "guest-fault";
+    case ExitKind::kGuestPanic:
+      return "guest-panic";
+    case ExitKind::kViolation:
+      return "hypercall-violation";
+    case ExitKind::kTimeout:
+      return "timeout";
+    case ExitKind::kHypervisorError:
+      return "hypervisor-error";
+  }
+  return "unknown";
+}
+
+Instance::Instance(GuestMemory memory, VirtualMachine vm, Vcpu vcpu, ConsoleSink& console)
+    : memory_(std::move(memory)), vm_(std::move(vm)), vcpu_(std::move(vcpu)), console_(console) {}
+
+Instance::~Instance() = default;
+
+absl::StatusOr<std::unique_ptr<Instance>> Instance::create(const Kvm& kvm,
+                                                           const InstanceConfig& config,
+                                                           ConsoleSink& console,
+                                                           uint64_t host_start_tsc) {
+  if (host_start_tsc == 0) host_start_tsc = read_host_tsc();
+  absl::StatusOr<std::vector<uint8_t>> file = read_file(config.image_path);
+  if (!file.ok()) return file.status();
+  absl::StatusOr<GuestMemory> memory = GuestMemory::create(config.memory_bytes);
+  if (!memory.ok()) return memory.status();
+  absl::StatusOr<VirtualMachine> vm =
+      VirtualMachine::create(kvm, memory->size(), memory->host_base());
+  if (!vm.ok()) return vm.status();
+  uint32_t disabled_exits = 0;
+  if (config.exit_control == ExitControl::kLowLatency) {
+    disabled_exits = kvm.capabilities().disable_exits &
+                     (KVM_X86_DISABLE_EXITS_HLT | KVM_X86_DISABLE_EXITS_PAUSE);
+    if (absl::Status status = vm->disable_exits(disabled_exits); !status.ok()) return status;
+  }
+  absl::StatusOr<Vcpu> vcpu = Vcpu::create(kvm, *vm, 0);
+  if (!vcpu.ok()) return vcpu.status();
+  std::unique_ptr<Instance> instance(
+      new Instance(std::move(*memory), std::move(*vm), std::move(*vcpu), console));
+  instance->disabled_exits_ = disabled_exits;
+  if (absl::Status status = instance->setup(kvm, *file, config, host_start_tsc); !status.ok()) {
+    return status;
+  }
+  return instance;
+}
+
+absl::Status Instance::setup(const Kvm& kvm, const std::vector<uint8_t>& file,
+                             const InstanceConfig& config, uint64_t host_start_tsc) {
+  // The image may use everything from kImageBase up to where the fixed tail of the layout
+  // (guard page, stack, page tables) starts; plan_memory_layout re-checks with the real end.
+  ElfLimits limits;
+  limits.lowest_address = tenon::abi::kImageBase;
+  limits.highest_address = memory_.size();
+  absl::StatusOr<ElfImage> image = parse_elf(file, limits, tenon::abi::kVersion);
+  if (!image.ok()) return image.status();
+  image_ = std::move(*image);
+  absl::StatusOr<MemoryLayout> layout =
+      plan_memory_layout(memory_.size(), image_.end, config.stack_bytes);
+  if (!layout.ok()) return layout.status();
+  layout_ = *layout;
+  if (absl::Status status = load_elf(image_, file, memory_); !status.ok()) return status;
+
+  // Page tables: each image segment with its own permissions, the ABI pages, heap and stack.
+  constexpr auto kRead = static_cast<uint8_t>(GuestPermission::kRead);
+  constexpr auto kReadWrite = kRead | static_cast<uint8_t>(GuestPermission::kWrite);
+  std::vector<PageMapping> mappings;
+  mappings.push_back({tenon::abi::kBootInfoAddress, tenon::abi::kPageSize, kRead});
+  mappings.push_back({tenon::abi::kTelemetryAddress, tenon::abi::kPageSize, kReadWrite});
+  for (const ImageSegment& segment : image_.segments) {
+    const uint64_t length = (segment.memory_size + tenon::abi::kPageSize - 1) /
+                            tenon::abi::kPageSize * tenon::abi::kPageSize;
+    mappings.push_back({segment.address, length, segment.permissions});
+  }
+  if (layout_.heap_end > layout_.heap_start) {
+    mappings.push_back({layout_.heap_start, layout_.heap_end - layout_.heap_start, kReadWrite});
+  }
+  mappings.push_back({layout_.stack_bottom, layout_.stack_top - layout_.stack_bottom, kReadWrite});
+  absl::StatusOr<uint64_t> cr3 = build_page_tables(memory_, layout_.page_tables, mappings);
+  if (!cr3.ok()) return cr3.status();
+
+  // The guest reads the host's TSC where KVM lets us set the offset, so boot timing and later
+  // telemetry timestamps compare directly with host timestamps.
+  tsc_synchronized_ = kvm.capabilities().tsc_control && vcpu_.set_tsc_offset(0).ok();
+  absl::StatusOr<uint64_t> tsc_khz = vcpu_.tsc_khz();
+  if (!tsc_khz.ok()) return tsc_khz.status();
+  tsc_khz_ = *tsc_khz;
+
+  tenon::abi::BootInfo boot_info{};
+  boot_info.magic = tenon::abi::kBootInfoMagic;
+  boot_info.abi_version = tenon::abi::kVersion;
+  boot_info.memory_size = memory_.size();
+  boot_info.tsc_khz = tsc_khz_;
+  boot_info.heap_start = layout_.heap_start;
+  boot_info.heap_end = layout_.heap_end;
+  boot_info.stack_top = layout_.stack_top;
+  boot_info.stack_size = layout_.stack_top - layout_.stack_bottom;
+  boot_info.telemetry_address = tenon::abi::kTelemetryAddress;
+  boot_info.host_start_tsc = host_start_tsc;
+  boot_info.app_run_ns = config.app_run_ns;
+  if (absl::Status status = memory_.write(tenon::abi::kBootInfoAddress, boot_info); !status.ok()) {
+    return status;
+  }
+
+  if (absl::Status status = vcpu_.set_cpuid(kvm.supported_cpuid()); !status.ok()) return status;
+  // A vCPU starts with MTRRs disabled, which makes all of guest memory uncacheable. Firmware
+  // would enable them with write-back as the default type; there is no firmware, so Mortise does.
+  if (absl::Status status = vcpu_.set_msr(kMtrrDefaultTypeMsr, kMtrrEnable | kMemoryTypeWriteBack);
+      !status.ok()) {
+    return status;
+  }
+  kvm_sregs sregs{};
+  if (absl::Status status = vcpu_.get_sregs(sregs); !status.ok()) return status;
+  sregs.cr3 = *cr3;
+  sregs.cr4 = kCr4PhysicalAddressExtension;
+  sregs.cr0 = kCr0ProtectedMode | kCr0MonitorCoprocessor | kCr0ExtensionType | kCr0NumericError |
+              kCr0WriteProtect | kCr0Paging;
+  sregs.efer = kEferLongModeEnable | kEferLongModeActive | kEferNoExecuteEnable;
+  sregs.cs = segment(0x08, 0xb, /*long_mode=*/true);
+  sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = segment(0x10, 0x3, false);
+  sregs.tr = segment(0x18, 0xb, false);
+  sregs.tr.s = 0;
+  sregs.tr.limit = 0x67;
+  sregs.tr.g = 0;
+  if (absl::Status status = vcpu_.set_sregs(sregs); !status.ok()) return status;
+
+  kvm_regs regs{};
+  regs.rflags = 0x2;
+  regs.rip = image_.entry;
+  regs.rsp = layout_.stack_top;
+  regs.rdi = tenon::abi::kBootInfoAddress;
+  return vcpu_.set_regs(regs);
+}
+
+void Instance::stop() {
+  {
+    std::lock_guard lock(pause_mutex_);
+    stop_requested_.store(true);
+  }
+  pause_changed_.notify_all();
+  vcpu_.run_state()->immediate_exit = 1;
+  if (running_.load()) pthread_kill(vcpu_thread_.load(), kKickSignal);
+}
+
+void Instance::pause() {
+  std::unique_lock lock(pause_mutex_);
+  pause_requested_.store(true);
+  vcpu_.run_state()->immediate_exit = 1;
+  if (running_.load()) pthread_kill(vcpu_thread_.load(), kKickSignal);
+  // Returns once run() has parked (or has ended, or was never started).
+  pause_changed_.wait(lock, [&] { return paused_.load() || !running_.load(); });
+}
+
+void Instance::resume() {
+  {
+    std::lock_guard lock(pause_mutex_);
+    if (!pause_requested_.load()) return;
+    // Tell the guest about the pause before it runs again: the boot info page is read-only to it
+    // and written only here while the vCPU is out of the guest.
+    absl::StatusOr<tenon::abi::BootInfo> boot_info =
+        memory_.read<tenon::abi::BootInfo>(tenon::abi::kBootInfoAddress);
+    if (boot_info.ok()) {
+      boot_info->resume_count++;
+      boot_info->last_resume_tsc = read_host_tsc();
+      (void)memory_.write(tenon::abi::kBootInfoAddress, *boot_info);
+    }
+    pause_requested_.store(false);
+  }
+  pause_changed_.notify_all();
+}
+
+bool Instance::wait_while_paused() {
+  std::unique_lock lock(pause_mutex_);
+  paused_.store(true);
+  pause_changed_.notify_all();
+  pause_changed_.wait(lock, [&] { return !pause_requested_.load() || stop_requested_.load(); });
+  paused_.store(false);
+  if (stop_requested_.load()) return false;
+  vcpu_.run_state()->immediate_exit = 0;
+  return true;
+}
+
+absl::StatusOr<TelemetrySnapshot> Instance::telemetry() const {
+  return read_telemetry(memory_, tsc_khz_);
+}
+
+ExitReason Instance::run(std::optional<std::chrono::nanoseconds> time_limit) {
+  install_kick_handler();
+  vcpu_thread_.store(pthread_self());
+  running_.store(true);
+  // A signal raced with the flag above would be lost; immediate_exit covers that window.
+  if (stop_requested_.load()) vcpu_.run_state()->immediate_exit = 1;
+
+  std::mutex mutex;
+  std::condition_variable finished;
+  bool done = false;
+  std::thread watchdog;
+  if (time_limit) {
+    watchdog = std::thread([&] {
+      std::unique_lock lock(mutex);
+      if (!finished.wait_for(lock, *time_limit, [&] { return done; })) stop();
+    });
+  }
+  ExitReason reason;
+  for (;;) {
+    absl::Status status = vcpu_.run();
+    if (absl::IsCancelled(status)) {
+      if (pause_requested_.load() && !stop_requested_.load() && wait_while_paused()) continue;
+      if (!stop_requested_.load()) {
+        vcpu_.run_state()->immediate_exit = 0;
+        continue;
+      }
+      kvm_regs regs{};
+      (void)vcpu_.get_regs(regs);
+      reason = {
+          ExitKind::kTimeout, 0,
+          time_limit
+              ? absl::StrFormat(
+                    "stopped after the time limit of %d ms, guest at rip %#x",
+                    std::chrono::duration_cast<std::chrono::milliseconds>(*time_limit).count(),
+                    regs.rip)
+              : absl::StrFormat("stopped on request, guest at rip %#x", regs.rip)};
+      break;
+    }
+    if (!status.ok()) {
+      reason = {ExitKind::kHypervisorError, 0, std::string(status.message())};
+      break;
+    }
+    if (std::optional<ExitReason> outcome = handle_exit()) {
+      reason = std::move(*outcome);
+      break;
+    }
+  }
+  {
+    std::lock_guard lock(pause_mutex_);
+    running_.store(false);
+  }
+  pause_changed_.notify_all();
+  if (watchdog.joinable()) {
+    {
+      std::lock_guard lock(mutex);
+      done = true;
+    }
+    finished.notify_all();
+    watchdog.join();
+  }
+  return reason;
+}
+
+std::optional<ExitReason> Instance::handle_exit() {
+  const kvm_run& run = *vcpu_.run_state();
+  switch (run.exit_reason) {
+    case KVM_EXIT_IO: {
+      if (run.io.direction != KVM_EXIT_IO_OUT || run.io.count != 1 ||
+          !is_hypercall_port(run.io.port)) {
+        return ExitReason{
+            ExitKind::kViolation, 0,
+            absl::StrFormat("I/O %s port %#x (%d bytes) is not a hypercall",
+                            run.io.direction == KVM_EXIT_IO_OUT ? "write to" : "read from",
+                            run.io.port, run.io.size)};
+      }
+      uint32_t value = 0;
+      const auto* data = reinterpret_cast<const uint8_t*>(&run) + run.io.data_offset;
+      std::memcpy(&value, data, std::min<uint32_t>(run.io.size, sizeof(value)));
+      HypercallOutcome outcome =
+          dispatch_hypercall(run.io.port, value, run.io.size, memory_, console_);
+      switch (outcome.kind) {
+        case HypercallOutcomeKind::kContinue:
+          return std::nullopt;
+        case HypercallOutcomeKind::kExit:
+          return ExitReason{ExitKind::kGuestExit, outcome.exit_status,
+                            absl::StrCat("guest exited with status ", outcome.exit_status)};
+        case HypercallOutcomeKind::kFault:
+          return ExitReason{ExitKind::kGuestFault, 0,
+                            describe_fault_with_layout(outcome.message, outcome.fault.cr2)};
+        case HypercallOutcomeKind::kPanic:
+          return ExitReason{ExitKind::kGuestPanic, 0,
+                            absl::StrCat("guest panic: ", outcome.message)};
+        case HypercallOutcomeKind::kViolation:
+          return ExitReason{ExitKind::kViolation, 0, outcome.message};
+      }
+      return ExitReason{ExitKind::kHypervisorError, 0, "unhandled hypercall outcome"};
+    }
+    case KVM_EXIT_MMIO:
+      return ExitReason{ExitKind::kViolation, 0,
+                        absl::StrFormat("%s of guest-physical address %#x outside guest memory",
+                                        run.mmio.is_write ? "write" : "read", run.mmio.phys_addr)};
+    case KVM_EXIT_SHUTDOWN: {
+      kvm_regs regs{};
+      (void)vcpu_.get_regs(regs);
+      return ExitReason{ExitKind::kGuestFault, 0,
+                        absl::StrFormat("triple fault (the guest could not handle an exception), "
+                                        "last rip %#x",
+                                        regs.rip)};
+    }
+    case KVM_EXIT_HLT:
+      return ExitReason{ExitKind::kGuestFault, 0, "guest halted with no interrupt source"};
+    case KVM_EXIT_FAIL_ENTRY:
+      return ExitReason{ExitKind::kGuestFault, 0,
+                        absl::StrFormat("VM entry failed, hardware reason %#x",
+                                        run.fail_entry.hardware_entry_failure_reason)};
+    case KVM_EXIT_INTERNAL_ERROR:
+      return ExitReason{ExitKind::kGuestFault, 0,
+                        absl::StrFormat("KVM could not handle the guest (internal error %d)",
+                                        run.internal.suberror)};
+    default:
+      return ExitReason{ExitKind::kViolation, 0,
+                        absl::StrFormat("unexpected KVM exit reason %d", run.exit_reason)};
+  }
+}
+
+std::string Instance::describe_fault_with_layout(const std::string& message,
+                                                 uint64_t address) const {
+  if (address >= layout_.guard_page && address < layout_.guard_page + tenon::abi::kPageSize) {
+    return absl::StrCat(message, ": stack overflow into the guard page");
+  }
+  if (address < tenon::abi::kPageSize) return absl::StrCat(message, ": null pointer access");
+  return message;
+}
+
+BootTiming Instance::boot_timing() const {
+  BootTiming timing;
+  timing.tsc_synchronized = tsc_synchronized_;
+  timing.tsc_khz = tsc_khz_;
+  absl::StatusOr<tenon::abi::BootInfo> boot_info =
+      memory_.read<tenon::abi::BootInfo>(tenon::abi::kBootInfoAddress);
+  if (boot_info.ok()) timing.host_start_tsc = boot_info->host_start_tsc;
+  absl::StatusOr<tenon::abi::TelemetryPage> telemetry =
+      memory_.read<tenon::abi::TelemetryPage>(tenon::abi::kTelemetryAddress);
+  if (telemetry.ok() && telemetry->magic == tenon::abi::kTelemetryMagic) {
+    timing.guest_entry_tsc = telemetry->entry_tsc;
+    timing.main_entry_tsc = telemetry->main_entry_tsc;
+  }
+  return timing;
+}
+
+}  // namespace mortise

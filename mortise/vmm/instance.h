@@ -1,0 +1,124 @@
+// One Tenon instance on KVM: loads the image, builds the guest's memory (layout, page tables,
+// boot info), creates the vCPU in long mode at the image entry, and runs it until it exits,
+// faults, breaks the ABI, or is stopped.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "console_sink.h"
+#include "elf_loader.h"
+#include "guest_memory.h"
+#include "kvm.h"
+#include "memory_layout.h"
+#include "telemetry.h"
+
+namespace mortise {
+
+// KVM exit controls: kLowLatency lets the guest halt and pause the CPU without exiting to the
+// host (KVM_CAP_X86_DISABLE_EXITS), where KVM offers it; only for vCPUs with a core to themselves.
+enum class ExitControl { kDefault, kLowLatency };
+
+struct InstanceConfig {
+  std::string image_path;
+  uint64_t memory_bytes = 1 << 20;
+  uint64_t stack_bytes = 16 << 10;
+  uint64_t app_run_ns = 0;  // boot info app_run_ns: how long the app's scheduler runs
+  ExitControl exit_control = ExitControl::kDefault;
+};
+
+enum class ExitKind {
+  kGuestExit,        // the guest called exit; `status` holds its status
+  kGuestFault,       // CPU exception in the guest, triple fault, or a VM entry failure
+  kGuestPanic,       // the guest reported a failed invariant
+  kViolation,        // the guest broke the hypercall ABI or touched memory it has not got
+  kTimeout,          // the time limit ran out, or stop() was called
+  kHypervisorError,  // KVM itself failed
+};
+const char* exit_kind_name(ExitKind kind);
+
+struct ExitReason {
+  ExitKind kind = ExitKind::kHypervisorError;
+  int64_t status = 0;
+  std::string message;
+};
+
+// Boot timing from the guest's telemetry page, in host TSC ticks where the guest TSC is
+// synchronized with the host's (tsc_synchronized), else unavailable.
+struct BootTiming {
+  bool tsc_synchronized = false;
+  uint64_t tsc_khz = 0;
+  uint64_t host_start_tsc = 0;
+  uint64_t guest_entry_tsc = 0;  // 0 when the guest never got there
+  uint64_t main_entry_tsc = 0;
+};
+
+class Instance {
+ public:
+  // `host_start_tsc` marks when the caller started (for boot timing); 0 means now.
+  static absl::StatusOr<std::unique_ptr<Instance>> create(const Kvm& kvm,
+                                                          const InstanceConfig& config,
+                                                          ConsoleSink& console,
+                                                          uint64_t host_start_tsc = 0);
+  ~Instance();
+
+  // Runs the vCPU on the calling thread until the guest stops or `time_limit` passes.
+  ExitReason run(std::optional<std::chrono::nanoseconds> time_limit);
+  // Ends a run() in progress (or the next one) with kTimeout. Callable from any thread.
+  void stop();
+  // Holds the vCPU out of the guest until resume(); run() keeps waiting meanwhile. Returns once
+  // the vCPU has left the guest. Callable from any thread while run() is in progress.
+  void pause();
+  // Lets a paused vCPU back in, telling the guest (boot info resume_count) that it was paused.
+  void resume();
+  bool paused() const { return paused_.load(); }
+
+  // The guest's telemetry right now, without stopping it.
+  absl::StatusOr<TelemetrySnapshot> telemetry() const;
+  // KVM_X86_DISABLE_EXITS_* bits in force for this instance.
+  uint32_t disabled_exits() const { return disabled_exits_; }
+
+  const MemoryLayout& layout() const { return layout_; }
+  const ElfImage& image() const { return image_; }
+  BootTiming boot_timing() const;
+
+ private:
+  Instance(GuestMemory memory, VirtualMachine vm, Vcpu vcpu, ConsoleSink& console);
+  absl::Status setup(const Kvm& kvm, const std::vector<uint8_t>& file, const InstanceConfig& config,
+                     uint64_t host_start_tsc);
+  // Waits while paused; false when stop() ended the pause.
+  bool wait_while_paused();
+  // The reason the instance stops, or nothing when the guest should simply resume.
+  std::optional<ExitReason> handle_exit();
+  std::string describe_fault_with_layout(const std::string& message, uint64_t address) const;
+
+  GuestMemory memory_;
+  VirtualMachine vm_;
+  Vcpu vcpu_;
+  ConsoleSink& console_;
+  MemoryLayout layout_;
+  ElfImage image_;
+  uint64_t tsc_khz_ = 0;
+  bool tsc_synchronized_ = false;
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<pthread_t> vcpu_thread_{};
+  std::atomic<bool> running_{false};
+  uint32_t disabled_exits_ = 0;
+  // Pause protocol: pause() sets pause_requested_ and kicks; run() parks in paused_ until resume.
+  mutable std::mutex pause_mutex_;
+  std::condition_variable pause_changed_;
+  std::atomic<bool> pause_requested_{false};
+  std::atomic<bool> paused_{false};
+};
+
+// Reads the host TSC.
+uint64_t read_host_tsc();
+
+}  // namespace mortise

@@ -1,0 +1,79 @@
+// Host partitioning and vCPU thread placement; see placement.h.
+#include "placement.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace mortise {
+
+HostPartition default_partition() {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0) {
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+      if (CPU_ISSET(cpu, &allowed)) cpus.push_back(cpu);
+    }
+  }
+  if (cpus.empty()) cpus.push_back(0);
+  HostPartition partition;
+  partition.realtime_cpus = {cpus.back()};
+  if (cpus.size() > 1) cpus.pop_back();
+  partition.management_cpus = cpus;
+  return partition;
+}
+
+std::string describe(const HostPartition& partition) {
+  return absl::StrCat("management cpus [", absl::StrJoin(partition.management_cpus, ","),
+                      "], real-time cpus [", absl::StrJoin(partition.realtime_cpus, ","), "]");
+}
+
+absl::StatusOr<Placement> place_current_thread(const PlacementRequest& request,
+                                               const HostPartition& partition) {
+  Placement placement;
+  std::optional<int> cpu = request.cpu;
+  if (!cpu && request.policy == PlacementPolicy::kRealtime) cpu = partition.realtime_cpus.front();
+  if (cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (*cpu < 0 || *cpu >= CPU_SETSIZE) {
+      return absl::InvalidArgumentError(absl::StrCat("CPU ", *cpu, " does not exist"));
+    }
+    CPU_SET(*cpu, &set);
+    if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot pin to CPU ", *cpu, ": ", std::strerror(errno)));
+    }
+    placement.cpu = cpu;
+  }
+  if (request.policy == PlacementPolicy::kRealtime) {
+    sched_param parameters{};
+    parameters.sched_priority = request.realtime_priority;
+    const int error = pthread_setschedparam(pthread_self(), SCHED_FIFO, &parameters);
+    if (error == 0) {
+      placement.fifo = true;
+      placement.priority = request.realtime_priority;
+    } else {
+      placement.note = absl::StrCat("SCHED_FIFO ", request.realtime_priority,
+                                    " refused: ", std::strerror(error));
+    }
+  }
+  return placement;
+}
+
+std::string describe(const Placement& placement) {
+  std::string text = placement.cpu ? absl::StrCat("cpu ", *placement.cpu) : "cpu unpinned";
+  absl::StrAppend(
+      &text, placement.fifo ? absl::StrCat(", SCHED_FIFO ", placement.priority) : ", SCHED_OTHER");
+  if (!placement.note.empty()) absl::StrAppend(&text, " (", placement.note, ")");
+  return text;
+}
+
+}  // namespace mortise

@@ -1,0 +1,45 @@
+// Where an instance's vCPU runs: the host is split into a management partition (housekeeping,
+// daemons) and a real-time partition (cores handed to Tenon vCPUs). A real-time placement pins
+// the vCPU thread to a real-time core with SCHED_FIFO priority.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace mortise {
+
+struct HostPartition {
+  std::vector<int> management_cpus;
+  std::vector<int> realtime_cpus;
+};
+
+// The default split of the CPUs this process may use: the highest-numbered CPU is real-time,
+// the rest management; a one-CPU host has both on CPU 0.
+HostPartition default_partition();
+std::string describe(const HostPartition& partition);
+
+enum class PlacementPolicy { kAnywhere, kRealtime };
+
+struct PlacementRequest {
+  PlacementPolicy policy = PlacementPolicy::kAnywhere;
+  std::optional<int> cpu;  // overrides the partition's choice
+  int realtime_priority = 90;
+};
+
+struct Placement {
+  std::optional<int> cpu;  // pinned CPU, if any
+  bool fifo = false;       // SCHED_FIFO obtained
+  int priority = 0;
+  std::string note;  // what was asked but not granted, and why
+};
+
+// Applies the request to the calling thread. A CPU outside this process's set is an error;
+// an RT priority the host refuses (no CAP_SYS_NICE) is granted as SCHED_OTHER with a note.
+absl::StatusOr<Placement> place_current_thread(const PlacementRequest& request,
+                                               const HostPartition& partition);
+std::string describe(const Placement& placement);
+
+}  // namespace mortise

@@ -1,0 +1,104 @@
+// Live telemetry reading; see telemetry.h.
+#include "telemetry.h"
+
+#include <atomic>
+#include <cstring>
+
+#include "absl/status/status.h"
+
+namespace mortise {
+namespace {
+
+constexpr int kMaxSeqlockRetries = 10000;
+
+double ticks_to_ns(double ticks, uint64_t tsc_khz) {
+  return tsc_khz == 0 ? 0 : ticks * 1e6 / static_cast<double>(tsc_khz);
+}
+
+}  // namespace
+
+const char* scheduler_name(tenon::abi::SchedulerKind kind) {
+  switch (kind) {
+    case tenon::abi::SchedulerKind::kFixedPriority:
+      return "fixed-priority";
+    case tenon::abi::SchedulerKind::kEarliestDeadlineFirst:
+      return "edf";
+    case tenon::abi::SchedulerKind::kNone:
+      break;
+  }
+  return "none";
+}
+
+HistogramSummary summarize_histogram(const tenon::abi::Histogram& histogram, uint64_t tsc_khz) {
+  HistogramSummary summary;
+  summary.count = histogram.count;
+  if (histogram.count == 0) return summary;
+  summary.min_ns = ticks_to_ns(static_cast<double>(histogram.min), tsc_khz);
+  summary.max_ns = ticks_to_ns(static_cast<double>(histogram.max), tsc_khz);
+  summary.mean_ns = ticks_to_ns(
+      static_cast<double>(histogram.sum) / static_cast<double>(histogram.count), tsc_khz);
+  uint64_t bucket_total = 0;
+  for (uint32_t count : histogram.buckets) bucket_total += count;
+  auto quantile = [&](double q) {
+    const double rank = q * static_cast<double>(bucket_total);
+    uint64_t seen = 0;
+    for (uint32_t i = 0; i < tenon::abi::kHistogramBuckets; ++i) {
+      seen += histogram.buckets[i];
+      if (static_cast<double>(seen) >= rank && seen != 0) {
+        const double upper = static_cast<double>(1ull << (i + 1));
+        return std::min(ticks_to_ns(upper, tsc_khz), summary.max_ns);
+      }
+    }
+    return summary.max_ns;
+  };
+  summary.p50_ns = quantile(0.5);
+  summary.p99_ns = quantile(0.99);
+  summary.p999_ns = quantile(0.999);
+  return summary;
+}
+
+absl::StatusOr<TelemetrySnapshot> read_telemetry(const GuestMemory& memory, uint64_t tsc_khz) {
+  absl::StatusOr<std::span<uint8_t>> bytes =
+      memory.checked(tenon::abi::kTelemetryAddress, sizeof(tenon::abi::TelemetryPage));
+  if (!bytes.ok()) return bytes.status();
+  const auto* live = reinterpret_cast<const tenon::abi::TelemetryPage*>(bytes->data());
+  tenon::abi::TelemetryPage copy;
+  for (int attempt = 0;; ++attempt) {
+    if (attempt == kMaxSeqlockRetries) {
+      return absl::UnavailableError("telemetry page stayed busy; guest may be stuck mid-update");
+    }
+    const uint64_t before = __atomic_load_n(&live->sequence, __ATOMIC_ACQUIRE);
+    if (before % 2 != 0) continue;
+    std::memcpy(&copy, live, sizeof(copy));
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (__atomic_load_n(&live->sequence, __ATOMIC_RELAXED) == before) break;
+  }
+  if (copy.magic != tenon::abi::kTelemetryMagic) {
+    return absl::UnavailableError("the guest has not published telemetry yet");
+  }
+  TelemetrySnapshot snapshot;
+  snapshot.scheduler = static_cast<tenon::abi::SchedulerKind>(copy.scheduler);
+  snapshot.gaps = copy.gaps;
+  const uint32_t task_count = std::min(copy.task_count, tenon::abi::kMaxTasks);
+  for (uint32_t i = 0; i < task_count; ++i) {
+    const tenon::abi::TaskTelemetry& entry = copy.tasks[i];
+    TaskSummary task;
+    for (char c : entry.name) {
+      if (c == '\0') break;
+      task.name.push_back(c >= 0x20 && c < 0x7f ? c : '?');
+    }
+    task.period_ns = ticks_to_ns(static_cast<double>(entry.period_ticks), tsc_khz);
+    task.deadline_ns = ticks_to_ns(static_cast<double>(entry.deadline_ticks), tsc_khz);
+    task.priority = entry.priority;
+    task.jobs = entry.jobs;
+    task.deadline_misses = entry.deadline_misses;
+    task.gap_jobs = entry.gap_jobs;
+    task.release_latency = summarize_histogram(entry.release_latency, tsc_khz);
+    task.response_time = summarize_histogram(entry.response_time, tsc_khz);
+    task.raw_release_latency = entry.release_latency;
+    snapshot.tasks.push_back(std::move(task));
+  }
+  return snapshot;
+}
+
+}  // namespace mortise

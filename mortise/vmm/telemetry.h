@@ -1,0 +1,49 @@
+// Reads a running guest's telemetry page (tenon/abi.h) without stopping it: a seqlock read of
+// untrusted guest memory, turned into per-task statistics in nanoseconds.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "guest_memory.h"
+#include "tenon/abi.h"
+
+namespace mortise {
+
+struct HistogramSummary {
+  uint64_t count = 0;
+  double min_ns = 0, mean_ns = 0, max_ns = 0;
+  // From the log2 buckets: the upper edge of the bucket holding the quantile, capped at max.
+  double p50_ns = 0, p99_ns = 0, p999_ns = 0;
+};
+
+struct TaskSummary {
+  std::string name;
+  double period_ns = 0;
+  double deadline_ns = 0;
+  uint32_t priority = 0;
+  uint64_t jobs = 0;
+  uint64_t deadline_misses = 0;
+  uint64_t gap_jobs = 0;
+  HistogramSummary release_latency;
+  HistogramSummary response_time;
+  tenon::abi::Histogram raw_release_latency{};  // ticks, for merging and exact re-analysis
+};
+
+struct TelemetrySnapshot {
+  tenon::abi::SchedulerKind scheduler = tenon::abi::SchedulerKind::kNone;
+  uint64_t gaps = 0;
+  std::vector<TaskSummary> tasks;
+};
+
+// UNAVAILABLE when the page has no valid header yet or the guest keeps it busy past a bounded
+// number of retries.
+absl::StatusOr<TelemetrySnapshot> read_telemetry(const GuestMemory& memory, uint64_t tsc_khz);
+
+HistogramSummary summarize_histogram(const tenon::abi::Histogram& histogram, uint64_t tsc_khz);
+
+const char* scheduler_name(tenon::abi::SchedulerKind kind);
+
+}  // namespace mortise

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# `make bench`: runs every benchmark, writes one JSON file per benchmark run under
+# <build>/bench/, and prints a short table for each.
+set -euo pipefail
+build_dir="${1:-build}"
+runs="${BENCH_RUNS:-200}"
+out_dir="$build_dir/bench"
+mkdir -p "$out_dir"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+command="make bench BENCH_RUNS=$runs"
+
+"$build_dir/bin/boot_bench" --mortise "$build_dir/bin/mortise" \
+  --image "$build_dir/images/hello.elf" --floor "$build_dir/bin/kvm_floor" \
+  --runs "$runs" --output "$out_dir/boot-$stamp.json" --commit "$commit" --command "$command"
