@@ -11,7 +11,7 @@ packages=(
   libsqlite3-dev libspdlog-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libseccomp-dev
   libssl-dev
   # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev rt-tests
   # code style
   clang-format clang-tidy
 )

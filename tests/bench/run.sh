@@ -13,3 +13,9 @@ command="make bench BENCH_RUNS=$runs"
 "$build_dir/bin/boot_bench" --mortise "$build_dir/bin/mortise" \
   --image "$build_dir/images/hello.elf" --floor "$build_dir/bin/kvm_floor" \
   --runs "$runs" --output "$out_dir/boot-$stamp.json" --commit "$commit" --command "$command"
+
+"$build_dir/bin/latency_bench" --mortise "$build_dir/bin/mortise" \
+  --image "$build_dir/images/latency-probe.elf" \
+  --poll-image "$build_dir/images/latency-probe-poll.elf" \
+  --seconds "${BENCH_LATENCY_SECONDS:-60}" --output "$out_dir/latency-$stamp.json" \
+  --commit "$commit" --command "$command"

@@ -41,6 +41,7 @@ uint64_t heap_next = 0;
 uint64_t poll_lead_ticks = 0;
 uint64_t run_end_tsc = 0;  // 0: forever
 uint64_t seen_resume_count = 0;
+uint64_t armed_deadline = 0;  // what the timer holds; it clears itself when it fires
 bool running = false;
 
 tenon::abi::TelemetryPage* telemetry() { return tenon_platform_telemetry(); }
@@ -158,7 +159,12 @@ void reschedule() {
   if (run_end_tsc != 0 && now >= run_end_tsc) running = false;
   uint64_t wake = next_release == ~0ull ? 0 : next_release - poll_lead_ticks;
   if (run_end_tsc != 0 && (wake == 0 || wake > run_end_tsc)) wake = run_end_tsc;
-  tenon_timer_arm(running ? wake : 0);
+  if (!running) wake = 0;
+  // Every timer write is a trap to the hypervisor: skip the ones that change nothing.
+  if (wake != armed_deadline) {
+    tenon_timer_arm(wake);
+    armed_deadline = wake;
+  }
 
   Task* next = running ? pick_next() : nullptr;
   if (next == current) return;
@@ -168,7 +174,10 @@ void reschedule() {
   tenon_arch_context_switch(save, resume);
 }
 
-void on_timer_expiry() { reschedule(); }
+void on_timer_expiry() {
+  armed_deadline = 0;
+  reschedule();
+}
 
 [[noreturn]] void task_entry(void* argument) {
   Task* task = static_cast<Task*>(argument);
@@ -256,11 +265,11 @@ extern "C" void tenon_sched_run(void) {
   const uint64_t run_ns = tenon_platform_boot_info()->app_run_ns;
   run_end_tsc = run_ns != 0 ? start + ns_to_ticks(run_ns) : 0;
   running = true;
-  // The idle context: everything else happens in reschedule, from the timer or from tasks.
-  while (running) {
-    reschedule();
-    if (running) tenon_arch_wait_for_interrupt();
-  }
+  // The idle context: everything else happens in reschedule, from the timer or from tasks,
+  // which come back here (into the interrupted wait) when nothing is ready.
+  reschedule();
+  while (running) tenon_arch_wait_for_interrupt();
   tenon_timer_arm(0);
+  armed_deadline = 0;
   tenon_arch_interrupts_enable();
 }
