@@ -298,6 +298,7 @@ ExitReason Instance::run(std::optional<std::chrono::nanoseconds> time_limit) {
   ExitReason reason;
   for (;;) {
     absl::Status status = vcpu_.run();
+    vcpu_exits_.fetch_add(1, std::memory_order_relaxed);
     if (absl::IsCancelled(status)) {
       if (pause_requested_.load() && !stop_requested_.load() && wait_while_paused()) continue;
       if (!stop_requested_.load()) {

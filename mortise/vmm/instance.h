@@ -82,6 +82,9 @@ class Instance {
 
   // The guest's telemetry right now, without stopping it.
   absl::StatusOr<TelemetrySnapshot> telemetry() const;
+  // Exits from the guest to Mortise so far (hypercalls, kicks, faults; not the exits KVM handles
+  // in the kernel). Callable from any thread.
+  uint64_t vcpu_exits() const { return vcpu_exits_.load(std::memory_order_relaxed); }
   // KVM_X86_DISABLE_EXITS_* bits in force for this instance.
   uint32_t disabled_exits() const { return disabled_exits_; }
 
@@ -110,6 +113,7 @@ class Instance {
   std::atomic<bool> stop_requested_{false};
   std::atomic<pthread_t> vcpu_thread_{};
   std::atomic<bool> running_{false};
+  std::atomic<uint64_t> vcpu_exits_{0};
   uint32_t disabled_exits_ = 0;
   // Pause protocol: pause() sets pause_requested_ and kicks; run() parks in paused_ until resume.
   mutable std::mutex pause_mutex_;

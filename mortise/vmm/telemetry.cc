@@ -96,6 +96,7 @@ absl::StatusOr<TelemetrySnapshot> read_telemetry(const GuestMemory& memory, uint
     task.release_latency = summarize_histogram(entry.release_latency, tsc_khz);
     task.response_time = summarize_histogram(entry.response_time, tsc_khz);
     task.raw_release_latency = entry.release_latency;
+    task.raw_response_time = entry.response_time;
     snapshot.tasks.push_back(std::move(task));
   }
   return snapshot;

@@ -30,6 +30,7 @@ struct TaskSummary {
   HistogramSummary release_latency;
   HistogramSummary response_time;
   tenon::abi::Histogram raw_release_latency{};  // ticks, for merging and exact re-analysis
+  tenon::abi::Histogram raw_response_time{};
 };
 
 struct TelemetrySnapshot {

@@ -23,6 +23,7 @@
 #include "tenon/v1/fleet.pb.h"
 #include "tenon/v1/mortise.pb.h"
 #include "tenon/v1/telemetry.pb.h"
+#include "tenon/v1/vmm.pb.h"
 
 namespace {
 
@@ -527,6 +528,32 @@ TEST(AgentMessages, ImageChunkCarriesArbitraryBinaryExactly) {
   EXPECT_EQ(parsed.image_chunk().data(), data);
   EXPECT_EQ(parsed.image_chunk().offset(), uint64_t{3} << 32);
   EXPECT_TRUE(parsed.image_chunk().last());
+}
+
+// ---- mortised <-> mortise-vmm control channel -------------------------------------------------
+
+TEST(VmmMessages, EveryMessageRoundTripsFullyPopulated) {
+  expect_every_message_of_file_round_trips("tenon/v1/vmm.proto", Json::kAlso);
+}
+
+TEST(VmmMessages, EveryCommandAndEventKindKeepsItsKind) {
+  for (const auto& [prototype, oneof_name] :
+       {std::pair{static_cast<const Message*>(&tenon::v1::VmmCommand::default_instance()),
+                  "command"},
+        std::pair{static_cast<const Message*>(&tenon::v1::VmmEvent::default_instance()),
+                  "event"}}) {
+    const auto* kind = prototype->GetDescriptor()->FindOneofByName(oneof_name);
+    ASSERT_NE(kind, nullptr) << prototype->GetTypeName();
+    for (int variant = 0; variant < kind->field_count(); ++variant) {
+      std::unique_ptr<Message> message(prototype->New());
+      fill_message(message.get(), variant, 0);
+      std::unique_ptr<Message> parsed(prototype->New());
+      ASSERT_TRUE(parsed->ParseFromString(message->SerializeAsString()));
+      EXPECT_EQ(parsed->GetReflection()->GetOneofFieldDescriptor(*parsed, kind),
+                kind->field(variant));
+      EXPECT_TRUE(same_message(*message, *parsed));
+    }
+  }
 }
 
 // ---- Mortise ------------------------------------------------------------------------------------

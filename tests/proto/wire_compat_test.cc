@@ -17,6 +17,7 @@
 #include "tenon/v1/fleet.pb.h"
 #include "tenon/v1/mortise.pb.h"
 #include "tenon/v1/telemetry.pb.h"
+#include "tenon/v1/vmm.pb.h"
 
 namespace {
 
@@ -26,10 +27,8 @@ using google::protobuf::FieldDescriptor;
 using google::protobuf::FileDescriptor;
 
 constexpr const char* kProtoFiles[] = {
-    "tenon/v1/telemetry.proto",
-    "tenon/v1/fleet.proto",
-    "tenon/v1/agent.proto",
-    "tenon/v1/mortise.proto",
+    "tenon/v1/telemetry.proto", "tenon/v1/fleet.proto", "tenon/v1/agent.proto",
+    "tenon/v1/mortise.proto",   "tenon/v1/vmm.proto",
 };
 
 // The released schema, one line per field, enum value and RPC.
@@ -570,6 +569,31 @@ rpc tenon.v1.MortiseService.Get(tenon.v1.GetVmRequest) returns (tenon.v1.Vm)
 rpc tenon.v1.MortiseService.StreamConsole(tenon.v1.StreamConsoleRequest) returns (stream tenon.v1.ConsoleChunk)
 rpc tenon.v1.MortiseService.StreamTelemetry(tenon.v1.StreamTelemetryRequest) returns (stream tenon.v1.InstanceTelemetry)
 rpc tenon.v1.MortiseService.GetHostInfo(tenon.v1.GetHostInfoRequest) returns (tenon.v1.HostInfo)
+field tenon.v1.OperationLatency.vmm_latency = 4: google.protobuf.Duration
+field tenon.v1.VmmCommand.request_id = 1: uint64
+field tenon.v1.VmmCommand.start = 10: tenon.v1.VmmStart (oneof command)
+field tenon.v1.VmmCommand.pause = 11: tenon.v1.VmmPause (oneof command)
+field tenon.v1.VmmCommand.resume = 12: tenon.v1.VmmResume (oneof command)
+field tenon.v1.VmmCommand.stop = 13: tenon.v1.VmmStop (oneof command)
+field tenon.v1.VmmCommand.get_telemetry = 14: tenon.v1.VmmGetTelemetry (oneof command)
+field tenon.v1.VmmEvent.request_id = 1: uint64
+field tenon.v1.VmmEvent.ready = 10: tenon.v1.VmmReady (oneof event)
+field tenon.v1.VmmEvent.failed = 11: tenon.v1.VmmFailure (oneof event)
+field tenon.v1.VmmEvent.started = 12: tenon.v1.OperationLatency (oneof event)
+field tenon.v1.VmmEvent.paused = 13: tenon.v1.OperationLatency (oneof event)
+field tenon.v1.VmmEvent.resumed = 14: tenon.v1.OperationLatency (oneof event)
+field tenon.v1.VmmEvent.exited = 15: tenon.v1.ExitReason (oneof event)
+field tenon.v1.VmmEvent.console = 16: tenon.v1.ConsoleChunk (oneof event)
+field tenon.v1.VmmEvent.telemetry = 17: tenon.v1.VmmTelemetry (oneof event)
+field tenon.v1.VmmReady.cpu = 1: tenon.v1.CpuGrant
+field tenon.v1.VmmReady.tsc_frequency_khz = 2: uint64
+field tenon.v1.VmmReady.disabled_exits = 3: uint32
+field tenon.v1.VmmReady.load_time = 4: google.protobuf.Duration
+field tenon.v1.VmmFailure.code = 1: int32
+field tenon.v1.VmmFailure.message = 2: string
+field tenon.v1.VmmTelemetry.telemetry = 1: tenon.v1.InstanceTelemetry
+field tenon.v1.VmmTelemetry.vcpu_exits = 2: uint64
+field tenon.v1.VmmTelemetry.boot_time = 3: google.protobuf.Duration
 )golden";
 
 std::string type_of(const FieldDescriptor* field) {

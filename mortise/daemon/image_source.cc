@@ -1,0 +1,182 @@
+// Image resolution and digests; see image_source.h.
+#include "image_source.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <span>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "elf_loader.h"
+#include "memory_layout.h"
+#include "tenon/abi.h"
+
+namespace mortise {
+namespace {
+
+constexpr std::string_view kDigestPrefix = "sha256:";
+
+absl::StatusOr<std::string> read_image_file(const std::string& requested,
+                                            const std::string& image_directory) {
+  if (requested.empty() || requested.front() != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("image_path '", requested, "' is not an absolute path"));
+  }
+  char resolved[PATH_MAX];
+  if (realpath(requested.c_str(), resolved) == nullptr) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      return absl::NotFoundError(absl::StrCat("image_path ", requested, " does not exist"));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("image_path ", requested, ": ", std::strerror(errno)));
+  }
+  // Checked after symlinks are resolved: mortised is privileged, its callers need not be.
+  if (!absl::StartsWith(resolved, image_directory + "/")) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "image_path ", requested, " lies outside the image directory ", image_directory));
+  }
+  FileDescriptor file(open(resolved, O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!file.valid()) {
+    if (errno == ENOENT) {
+      return absl::NotFoundError(absl::StrCat("image_path ", requested, " does not exist"));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot open image ", requested, ": ", std::strerror(errno)));
+  }
+  struct stat status {};
+  if (fstat(file.get(), &status) != 0 || !S_ISREG(status.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("image_path ", requested, " is not a regular file"));
+  }
+  if (static_cast<uint64_t>(status.st_size) > kMaxImageBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("image ", requested, " is larger than the ",
+                                                   kMaxImageBytes >> 20, " MiB limit"));
+  }
+  std::string bytes(static_cast<size_t>(status.st_size), '\0');
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t count =
+        pread(file.get(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
+    if (count < 0 && errno == EINTR) continue;
+    if (count <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot read image ", requested));
+    }
+    done += static_cast<size_t>(count);
+  }
+  return bytes;
+}
+
+absl::StatusOr<FileDescriptor> sealed_memfd(std::string_view bytes) {
+  FileDescriptor memfd(memfd_create("tenon-image", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!memfd.valid()) {
+    return absl::ResourceExhaustedError(absl::StrCat("memfd_create: ", std::strerror(errno)));
+  }
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t count = ::write(memfd.get(), bytes.data() + done, bytes.size() - done);
+    if (count < 0 && errno == EINTR) continue;
+    if (count <= 0) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cannot copy the image: ", std::strerror(errno)));
+    }
+    done += static_cast<size_t>(count);
+  }
+  if (fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) !=
+      0) {
+    return absl::InternalError(absl::StrCat("cannot seal the image: ", std::strerror(errno)));
+  }
+  return memfd;
+}
+
+}  // namespace
+
+std::string sha256_digest(std::string_view bytes) {
+  unsigned char hash[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(bytes.data(), bytes.size(), hash, &length, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string digest(kDigestPrefix);
+  for (unsigned int i = 0; i < length; ++i) {
+    digest.push_back(kHex[hash[i] >> 4]);
+    digest.push_back(kHex[hash[i] & 0xf]);
+  }
+  return digest;
+}
+
+bool is_well_formed_digest(std::string_view digest) {
+  if (!digest.starts_with(kDigestPrefix) || digest.size() != kDigestPrefix.size() + 64) {
+    return false;
+  }
+  for (char c : digest.substr(kDigestPrefix.size())) {
+    if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'f')) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<ResolvedImage> resolve_image(const tenon::v1::CreateVmRequest& request,
+                                            const std::string& image_directory) {
+  if (!request.image_digest().empty() && !is_well_formed_digest(request.image_digest())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("image_digest '", request.image_digest(),
+                     "' is not \"sha256:\" and 64 lowercase hex digits"));
+  }
+  std::string bytes;
+  switch (request.image_case()) {
+    case tenon::v1::CreateVmRequest::kImagePath: {
+      absl::StatusOr<std::string> file = read_image_file(request.image_path(), image_directory);
+      if (!file.ok()) return file.status();
+      bytes = std::move(*file);
+      break;
+    }
+    case tenon::v1::CreateVmRequest::kImageBytes:
+      if (request.image_digest().empty()) {
+        return absl::InvalidArgumentError("image_bytes needs image_digest");
+      }
+      if (request.image_bytes().size() > kMaxImageBytes) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("image_bytes exceed the ", kMaxImageBytes >> 20, " MiB limit"));
+      }
+      bytes = request.image_bytes();
+      break;
+    case tenon::v1::CreateVmRequest::IMAGE_NOT_SET:
+      return absl::InvalidArgumentError("neither image_path nor image_bytes is given");
+  }
+  ResolvedImage image;
+  image.digest = sha256_digest(bytes);
+  if (!request.image_digest().empty() && request.image_digest() != image.digest) {
+    return absl::InvalidArgumentError(absl::StrCat("the image does not hash to image_digest ",
+                                                   request.image_digest(), " but to ",
+                                                   image.digest));
+  }
+  // Checked here as well as in mortise-vmm (which trusts nobody either), so that a bad image is
+  // refused with the status the API promises before any process is started.
+  const std::span<const uint8_t> file(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  ElfLimits limits;
+  limits.lowest_address = tenon::abi::kImageBase;
+  limits.highest_address = request.memory_bytes();
+  absl::StatusOr<ElfImage> elf = parse_elf(file, limits, tenon::abi::kVersion);
+  if (!elf.ok()) return elf.status();
+  const uint64_t stack_bytes =
+      request.stack_bytes() != 0 ? request.stack_bytes() : kDefaultStackBytes;
+  absl::StatusOr<MemoryLayout> layout =
+      plan_memory_layout(request.memory_bytes(), elf->end, stack_bytes);
+  if (!layout.ok()) {
+    // "Too small for the image" is the caller's mistake, not a host shortage.
+    return absl::InvalidArgumentError(layout.status().message());
+  }
+  absl::StatusOr<FileDescriptor> memfd = sealed_memfd(bytes);
+  if (!memfd.ok()) return memfd.status();
+  image.memfd = std::move(*memfd);
+  return image;
+}
+
+}  // namespace mortise

@@ -1,0 +1,97 @@
+// What mortised does, without the gRPC around it: the VMs of this host by name, the resources
+// they hold (guest memory budget, real-time cores), and each MortiseService operation as a
+// function returning absl::Status. mortise_service.cc maps it onto the wire.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "child_monitor.h"
+#include "managed_vm.h"
+#include "placement.h"
+#include "tenon/v1/mortise.pb.h"
+
+namespace mortise {
+
+struct SupervisorOptions {
+  std::string vmm_binary;
+  std::string image_directory;     // resolved absolute path
+  std::string snapshot_directory;  // resolved absolute path
+  uint64_t guest_memory_budget = 0;
+  HostPartition partition;
+  size_t console_ring_bytes = 64 << 10;        // kept per VM by mortised
+  size_t vmm_console_buffer_bytes = 64 << 10;  // held by mortise-vmm while the socket is busy
+  VmTimeouts timeouts;
+};
+
+class Supervisor {
+ public:
+  // Probes KVM once (capabilities, TSC frequency) for GetHostInfo; a host without KVM still
+  // gets a Supervisor, whose Create fails with FAILED_PRECONDITION.
+  static absl::StatusOr<std::unique_ptr<Supervisor>> create(SupervisorOptions options);
+  ~Supervisor();
+
+  using ConsoleWriter = std::function<bool(const tenon::v1::ConsoleChunk&)>;
+  using TelemetryWriter = std::function<bool(const tenon::v1::InstanceTelemetry&)>;
+  using Cancelled = std::function<bool()>;
+
+  absl::StatusOr<tenon::v1::VmOperationResponse> create_vm(
+      const tenon::v1::CreateVmRequest& request);
+  absl::StatusOr<tenon::v1::VmOperationResponse> start_vm(const std::string& name);
+  absl::StatusOr<tenon::v1::VmOperationResponse> pause_vm(const std::string& name);
+  absl::StatusOr<tenon::v1::VmOperationResponse> resume_vm(const std::string& name);
+  absl::StatusOr<tenon::v1::VmOperationResponse> destroy_vm(const std::string& name);
+  absl::StatusOr<tenon::v1::SnapshotVmResponse> snapshot_vm(
+      const tenon::v1::SnapshotVmRequest& request);
+  absl::StatusOr<tenon::v1::VmOperationResponse> restore_vm(
+      const tenon::v1::RestoreVmRequest& request);
+  tenon::v1::ListVmsResponse list_vms();
+  absl::StatusOr<tenon::v1::Vm> get_vm(const tenon::v1::GetVmRequest& request);
+  // Streams write until done; a false return from `write` (the caller went away) ends the
+  // stream with OK, as does `cancelled`.
+  absl::Status stream_console(const tenon::v1::StreamConsoleRequest& request,
+                              const ConsoleWriter& write, const Cancelled& cancelled);
+  absl::Status stream_telemetry(const tenon::v1::StreamTelemetryRequest& request,
+                                const TelemetryWriter& write, const Cancelled& cancelled);
+  tenon::v1::HostInfo host_info() const;
+
+  // Destroys every VM; later calls find none, and Create is refused from then on.
+  void shutdown();
+
+ private:
+  explicit Supervisor(SupervisorOptions options) : options_(std::move(options)) {}
+
+  struct CpuChoice {
+    std::optional<int> vcpu_cpu;
+    uint32_t rt_priority = 0;
+    std::string note;
+  };
+  // Under registry_mutex_.
+  absl::StatusOr<CpuChoice> choose_cpu(const tenon::v1::CpuRequest& request) const;
+  void release(const VmIdentity& identity);  // under registry_mutex_
+  absl::StatusOr<std::shared_ptr<ManagedVm>> find(const std::string& name) const;
+  std::vector<std::shared_ptr<ManagedVm>> all_vms() const;
+
+  const SupervisorOptions options_;
+  std::unique_ptr<ChildMonitor> monitor_;
+  std::string kvm_unavailable_reason_;
+  std::vector<std::string> hypervisor_features_;
+  uint64_t tsc_frequency_khz_ = 0;
+
+  mutable std::mutex registry_mutex_;
+  std::map<std::string, std::shared_ptr<ManagedVm>> vms_;
+  std::set<std::string> names_being_created_;
+  uint64_t memory_reserved_ = 0;
+  std::map<int, int> realtime_users_;  // shared real-time VMs per CPU
+  std::set<int> dedicated_cpus_;
+  bool shutting_down_ = false;
+};
+
+}  // namespace mortise
