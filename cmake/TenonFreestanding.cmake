@@ -4,11 +4,14 @@
 # object, stripped to its explicit export list (exports.syms next to library.yaml; everything
 # else becomes local), and archived as lib<name>.a under build/tenon/lib/<arch>/. An image links
 # the app's objects with exactly the archives it names, using the platform's linker script.
+# Each image's app objects are also archived as lib<image>.a under build/tenon/apps/<arch>/, so
+# the controller's image builder can link the same app with the libraries it composes.
 
 get_filename_component(TENON_SOURCE_DIR ${CMAKE_CURRENT_LIST_DIR}/.. ABSOLUTE)
 set(TENON_ARCH x86_64)
 set(TENON_ARCHIVE_DIR ${CMAKE_BINARY_DIR}/tenon/lib/${TENON_ARCH})
-file(MAKE_DIRECTORY ${TENON_ARCHIVE_DIR} ${TENON_IMAGE_DIR})
+set(TENON_APP_ARCHIVE_DIR ${CMAKE_BINARY_DIR}/tenon/apps/${TENON_ARCH})
+file(MAKE_DIRECTORY ${TENON_ARCHIVE_DIR} ${TENON_APP_ARCHIVE_DIR} ${TENON_IMAGE_DIR})
 
 set(TENON_FREESTANDING_COMPILE_OPTIONS
   -ffreestanding -fno-exceptions -fno-rtti -fno-threadsafe-statics -fno-use-cxa-atexit
@@ -92,6 +95,17 @@ function(tenon_image name)
             ${TENON_LINKER_SCRIPT}
     COMMAND_EXPAND_LISTS
     COMMENT "Tenon image ${name}.elf")
-  add_custom_target(tenon-image-${name} ALL DEPENDS ${image})
+  # The app alone, for images composed later (controller/build): rebuilt from scratch so a
+  # removed source does not linger as a stale member.
+  set(app_archive ${TENON_APP_ARCHIVE_DIR}/lib${name}.a)
+  add_custom_command(
+    OUTPUT ${app_archive}
+    COMMAND ${CMAKE_COMMAND} -E rm -f ${app_archive}
+    COMMAND ${TENON_AR} rcsD ${app_archive} $<TARGET_OBJECTS:${objects}>
+    DEPENDS ${objects} $<TARGET_OBJECTS:${objects}>
+    COMMAND_EXPAND_LISTS
+    COMMENT "Tenon app ${name} -> apps/${TENON_ARCH}/lib${name}.a")
+  add_custom_target(tenon-image-${name} ALL DEPENDS ${image} ${app_archive})
   set_property(TARGET tenon-image-${name} PROPERTY TENON_IMAGE ${image})
+  set_property(TARGET tenon-image-${name} PROPERTY TENON_APP_ARCHIVE ${app_archive})
 endfunction()

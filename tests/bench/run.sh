@@ -19,3 +19,11 @@ command="make bench BENCH_RUNS=$runs"
   --poll-image "$build_dir/images/latency-probe-poll.elf" \
   --seconds "${BENCH_LATENCY_SECONDS:-60}" --output "$out_dir/latency-$stamp.json" \
   --commit "$commit" --command "$command"
+
+"$build_dir/bin/compose_bench" --cold-runs "${BENCH_COMPOSE_COLD_RUNS:-20}" \
+  --devices "${BENCH_COMPOSE_DEVICES:-10000}" --output "$out_dir/compose-$stamp.json" \
+  --commit "$commit" --command "$command"
+
+"$build_dir/bin/daemon_bench" --mortised "$build_dir/bin/mortised" --image-dir "$build_dir/images" \
+  --iterations "$runs" --density-target "${BENCH_DENSITY:-1000}" \
+  --output "$out_dir/daemon-$stamp.json" --commit "$commit" --command "$command BENCH_DENSITY=${BENCH_DENSITY:-1000}"

@@ -1,0 +1,96 @@
+// tenonctl as an operator runs it: output formats, exit statuses and located errors.
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+
+#include "nlohmann/json.hpp"
+#include "test_support.h"
+
+namespace {
+
+using tenon::controller::testing::example;
+using tenon::controller::testing::TemporaryDirectory;
+
+struct CommandRun {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+CommandRun tenonctl(const std::string& arguments) {
+  CommandRun run;
+  FILE* pipe = popen((std::string(TENONCTL_BINARY) + " " + arguments + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return run;
+  std::array<char, 4096> buffer;
+  size_t count;
+  while ((count = fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    run.output.append(buffer.data(), count);
+  const int status = pclose(pipe);
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return run;
+}
+
+std::string files(const std::string& app, const std::string& device) {
+  return "-f " + example(app) + " --device " + example(device);
+}
+
+TEST(TenonctlTest, ComposePrintsJsonAndYaml) {
+  CommandRun json =
+      tenonctl("compose " + files("latency-probe.app.yaml", "edge-small.device.yaml") + " -o json");
+  ASSERT_EQ(json.exit_code, 0) << json.output;
+  nlohmann::json document = nlohmann::json::parse(json.output, nullptr, false);
+  ASSERT_FALSE(document.is_discarded()) << json.output;
+  EXPECT_EQ(document["schedulability"]["result"], "schedulable");
+  CommandRun yaml =
+      tenonctl("compose " + files("latency-probe.app.yaml", "edge-small.device.yaml"));
+  ASSERT_EQ(yaml.exit_code, 0) << yaml.output;
+  EXPECT_NE(yaml.output.find("explanation:\n"), std::string::npos);
+}
+
+TEST(TenonctlTest, RefusalsExitOne) {
+  CommandRun run =
+      tenonctl("compose " + files("control-loop-unschedulable.app.yaml", "edge-small.device.yaml"));
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_NE(run.output.find("unschedulable:"), std::string::npos) << run.output;
+  run = tenonctl("build " + files("latency-probe.app.yaml", "arm-gateway.device.yaml") +
+                 " -o /dev/null");
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+}
+
+TEST(TenonctlTest, BadInputExitsTwoAndNamesFileLineField) {
+  TemporaryDirectory directory;
+  const std::string bad =
+      directory.write("bad.app.yaml", "program: latency-probe\nneeds: console\n");
+  CommandRun run = tenonctl("compose -f " + bad + " --device " + example("edge-small.device.yaml"));
+  EXPECT_EQ(run.exit_code, 2) << run.output;
+  EXPECT_NE(run.output.find("bad.app.yaml:2:8: needs: expected a list of names"), std::string::npos)
+      << run.output;
+  run = tenonctl("compose -f /nonexistent.yaml --device " + example("edge-small.device.yaml"));
+  EXPECT_EQ(run.exit_code, 2) << run.output;
+  run = tenonctl("compose --device " + example("edge-small.device.yaml"));
+  EXPECT_EQ(run.exit_code, 2) << run.output;
+  run = tenonctl("frobnicate");
+  EXPECT_EQ(run.exit_code, 2) << run.output;
+}
+
+TEST(TenonctlTest, HelpExitsZero) {
+  CommandRun run = tenonctl("--help");
+  EXPECT_EQ(run.exit_code, 0);
+  EXPECT_NE(run.output.find("Exit status"), std::string::npos);
+}
+
+TEST(TenonctlTest, BuildWritesTheImageAndHitsTheCacheTheSecondTime) {
+  TemporaryDirectory directory;
+  const std::string arguments = "build " + files("hello.app.yaml", "edge-small.device.yaml") +
+                                " -o " + directory.path() + "/hello.elf --cache " +
+                                directory.path() + "/cache";
+  CommandRun first = tenonctl(arguments);
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_NE(first.output.find("(linked)"), std::string::npos) << first.output;
+  CommandRun second = tenonctl(arguments);
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_NE(second.output.find("(cache hit)"), std::string::npos) << second.output;
+  EXPECT_TRUE(std::filesystem::exists(directory.path() + "/hello.elf"));
+}
+
+}  // namespace
