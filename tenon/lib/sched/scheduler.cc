@@ -15,7 +15,17 @@
 
 namespace {
 
-constexpr uint64_t kTaskStackBytes = 4096;
+// The composition engine's configuration object defines the stack size a composition chose
+// (option task_stack_bytes of library.yaml); images linked without one, like the CMake-built
+// examples, leave the weak reference at address 0 and get the manifest's default.
+extern "C" __attribute__((weak)) const uint64_t tenon_config_sched_task_stack_bytes;
+constexpr uint64_t kDefaultTaskStackBytes = 4096;
+
+uint64_t task_stack_bytes() {
+  const uint64_t* configured = &tenon_config_sched_task_stack_bytes;
+  const uint64_t bytes = configured != nullptr ? *configured : kDefaultTaskStackBytes;
+  return bytes & ~uint64_t{15};  // the x86_64 ABI wants 16-byte aligned stacks
+}
 constexpr uint64_t kStartDelayNs = 200'000;  // first release, after every task is set up
 
 enum class TaskStatus : uint8_t { kWaiting, kReady, kFinished };
@@ -41,7 +51,8 @@ uint64_t heap_next = 0;
 uint64_t poll_lead_ticks = 0;
 uint64_t run_end_tsc = 0;  // 0: forever
 uint64_t seen_resume_count = 0;
-uint64_t armed_deadline = 0;  // what the timer holds; it clears itself when it fires
+uint64_t last_resumed_at = 0;  // TSC of the last resume accounted for
+uint64_t armed_deadline = 0;   // what the timer holds; it clears itself when it fires
 bool running = false;
 
 tenon::abi::TelemetryPage* telemetry() { return tenon_platform_telemetry(); }
@@ -70,25 +81,6 @@ void record(tenon::abi::Histogram& histogram, uint64_t value) {
 
 uint32_t index_of(const Task* task) { return static_cast<uint32_t>(task - tasks); }
 
-void record_job_start(Task* task, uint64_t now) {
-  tenon::abi::TaskTelemetry& entry = telemetry()->tasks[index_of(task)];
-  begin_update();
-  entry.jobs++;
-  if (!task->job_spans_gap) record(entry.release_latency, now - task->release_tsc);
-  end_update();
-}
-
-void record_job_completion(Task* task, uint64_t now) {
-  tenon::abi::TaskTelemetry& entry = telemetry()->tasks[index_of(task)];
-  begin_update();
-  if (!task->job_spans_gap) {
-    record(entry.response_time, now - task->release_tsc);
-    if (now > task->job.absolute_deadline_tsc) entry.deadline_misses++;
-  }
-  end_update();
-  task->job_spans_gap = false;
-}
-
 // After the hypervisor paused and resumed us, releases that fell into the pause are skipped and
 // counted as gap jobs, and jobs in flight are not timed: a pause is not latency.
 void account_for_pause() {
@@ -97,6 +89,7 @@ void account_for_pause() {
   if (resume_count == seen_resume_count) return;
   seen_resume_count = resume_count;
   const uint64_t resumed_at = *static_cast<volatile const uint64_t*>(&boot_info->last_resume_tsc);
+  last_resumed_at = resumed_at;
   begin_update();
   telemetry()->gaps++;
   for (uint32_t i = 0; i < task_count; ++i) {
@@ -111,10 +104,39 @@ void account_for_pause() {
   end_update();
 }
 
+void record_job_start(Task* task, uint64_t now) {
+  account_for_pause();
+  tenon::abi::TaskTelemetry& entry = telemetry()->tasks[index_of(task)];
+  begin_update();
+  entry.jobs++;
+  if (!task->job_spans_gap) record(entry.release_latency, now - task->release_tsc);
+  end_update();
+}
+
+void record_job_completion(Task* task, uint64_t now) {
+  account_for_pause();
+  tenon::abi::TaskTelemetry& entry = telemetry()->tasks[index_of(task)];
+  begin_update();
+  if (!task->job_spans_gap) {
+    record(entry.response_time, now - task->release_tsc);
+    if (now > task->job.absolute_deadline_tsc) entry.deadline_misses++;
+  }
+  end_update();
+  task->job_spans_gap = false;
+}
+
 void release_due_jobs(uint64_t now) {
   for (uint32_t i = 0; i < task_count; ++i) {
     Task& task = tasks[i];
     if (task.status != TaskStatus::kWaiting || task.next_release_tsc > now) continue;
+    if (task.next_release_tsc < last_resumed_at) {
+      const uint64_t skipped = (last_resumed_at - task.next_release_tsc) / task.period_ticks + 1;
+      task.next_release_tsc += skipped * task.period_ticks;
+      begin_update();
+      telemetry()->tasks[i].gap_jobs += skipped;
+      end_update();
+      if (task.next_release_tsc > now) continue;
+    }
     task.status = TaskStatus::kReady;
     task.release_tsc = task.next_release_tsc;
     task.job.absolute_deadline_tsc = task.release_tsc + task.deadline_ticks;
@@ -143,8 +165,8 @@ Task* pick_next() {
 
 // The heart: release what is due, arm the timer for the next release, run the best job.
 void reschedule() {
-  account_for_pause();
   uint64_t now = tenon::time::read_tsc();
+  account_for_pause();
   release_due_jobs(now);
   uint64_t next_release = earliest_release();
   // Polling mode: when the next release is closer than the lead, spin for it rather than pay
@@ -209,8 +231,9 @@ extern "C" int32_t tenon_task_create(const tenon_task_params* params) {
   }
   const tenon::abi::BootInfo* boot_info = tenon_platform_boot_info();
   if (heap_next == 0) heap_next = boot_info->heap_start;
-  if (heap_next + kTaskStackBytes > boot_info->heap_end) return -2;
-  const uint64_t stack_top = heap_next + kTaskStackBytes;
+  const uint64_t stack_bytes = task_stack_bytes();
+  if (heap_next + stack_bytes > boot_info->heap_end) return -2;
+  const uint64_t stack_top = heap_next + stack_bytes;
   heap_next = stack_top;
 
   const uint32_t index = task_count++;
