@@ -15,80 +15,19 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
-
-extern char** environ;
+#include "bench_report.h"
 
 namespace {
 
-struct ProcessResult {
-  int exit_code = -1;
-  std::string output;
-  double wall_ns = 0;
-  long max_rss_kib = 0;
-};
-
-// Runs argv with stdout captured (stderr dropped), timing it from spawn to reap.
-ProcessResult run_process(const std::vector<std::string>& arguments) {
-  ProcessResult result;
-  int pipe_fds[2];
-  if (pipe(pipe_fds) != 0) return result;
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
-  std::vector<char*> argv;
-  for (const std::string& argument : arguments) argv.push_back(const_cast<char*>(argument.c_str()));
-  argv.push_back(nullptr);
-  const auto start = std::chrono::steady_clock::now();
-  pid_t pid;
-  const int spawn_error = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  close(pipe_fds[1]);
-  if (spawn_error != 0) {
-    close(pipe_fds[0]);
-    return result;
-  }
-  char buffer[4096];
-  ssize_t count;
-  while ((count = read(pipe_fds[0], buffer, sizeof(buffer))) > 0)
-    result.output.append(buffer, count);
-  close(pipe_fds[0]);
-  int status = 0;
-  rusage usage{};
-  wait4(pid, &status, 0, &usage);
-  result.wall_ns =
-      std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  result.max_rss_kib = usage.ru_maxrss;
-  return result;
-}
-
-std::optional<nlohmann::json> last_json_line(const std::string& output) {
-  const size_t start = output.rfind("\n{");
-  const std::string line = output.substr(start == std::string::npos ? 0 : start + 1);
-  nlohmann::json record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (record.is_discarded()) return std::nullopt;
-  return record;
-}
-
-nlohmann::json summarize(std::vector<double> samples) {
-  if (samples.empty()) return nullptr;
-  std::sort(samples.begin(), samples.end());
-  auto percentile = [&](double p) {
-    const size_t index = static_cast<size_t>(p * static_cast<double>(samples.size() - 1) + 0.5);
-    return samples[std::min(index, samples.size() - 1)];
-  };
-  double sum = 0;
-  for (double sample : samples) sum += sample;
-  return {{"count", samples.size()}, {"min", samples.front()},
-          {"p50", percentile(0.5)},  {"p99", percentile(0.99)},
-          {"max", samples.back()},   {"mean", sum / static_cast<double>(samples.size())}};
-}
+using tenon::bench::last_json_line;
+using tenon::bench::ProcessResult;
+using tenon::bench::run_process;
+using tenon::bench::summarize;
 
 // text (R+X and R segments), data and bss of an image from its PT_LOAD headers.
 nlohmann::json image_sections(const std::string& path) {
@@ -141,12 +80,7 @@ int main(int argc, char** argv) {
   report["benchmarks"] = {"B2", "B3"};
   report["commit"] = commit;
   report["command"] = command;
-  report["machine"] = {{"cores", std::thread::hardware_concurrency()}};
-  {
-    std::ifstream cpuinfo("/proc/cpuinfo");
-    std::string text((std::istreambuf_iterator<char>(cpuinfo)), std::istreambuf_iterator<char>());
-    report["machine"]["kvm_nested"] = text.find(" hypervisor") != std::string::npos;
-  }
+  report["machine"] = tenon::bench::machine_info();
   if (access("/dev/kvm", R_OK | W_OK) != 0) {
     report["skipped"] = "no usable /dev/kvm on this host";
     std::ofstream(output_path) << report.dump(2) << "\n";

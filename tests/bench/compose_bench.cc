@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "bench_report.h"
 #include "catalog.h"
 #include "composition.h"
 #include "device.h"
@@ -26,19 +27,10 @@ namespace {
 
 using namespace tenon::controller;
 using Clock = std::chrono::steady_clock;
+using tenon::bench::summarize;
 
 double elapsed_ms(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
-
-nlohmann::json summary(std::vector<double> samples) {
-  if (samples.empty()) return nullptr;
-  std::sort(samples.begin(), samples.end());
-  return {{"count", samples.size()},
-          {"min", samples.front()},
-          {"p50", samples[samples.size() / 2]},
-          {"p99", samples[std::min(samples.size() - 1, samples.size() * 99 / 100)]},
-          {"max", samples.back()}};
 }
 
 ImageBuilderConfig builder_config(const std::string& cache_dir) {
@@ -102,12 +94,7 @@ int main(int argc, char** argv) {
   report["benchmarks"] = {"B8"};
   report["commit"] = commit;
   report["command"] = command;
-  report["machine"] = {{"cores", std::thread::hardware_concurrency()}};
-  {
-    std::ifstream cpuinfo("/proc/cpuinfo");
-    std::string text((std::istreambuf_iterator<char>(cpuinfo)), std::istreambuf_iterator<char>());
-    report["machine"]["kvm_nested"] = text.find(" hypervisor") != std::string::npos;
-  }
+  report["machine"] = tenon::bench::machine_info();
   if (work_dir.empty()) {
     std::string pattern = (std::filesystem::temp_directory_path() / "tenon-b8-XXXXXX").string();
     if (mkdtemp(pattern.data()) == nullptr) {
@@ -196,9 +183,9 @@ int main(int argc, char** argv) {
   }
   const double fleet_ms = elapsed_ms(fleet_start);
 
-  report["cold_compose_build_ms"] = summary(cold_ms);
-  report["cold_compose_only_ms"] = summary(cold_compose_ms);
-  report["warm_compose_build_ms"] = summary(warm_ms);
+  report["cold_compose_build_ms"] = summarize(cold_ms);
+  report["cold_compose_only_ms"] = summarize(cold_compose_ms);
+  report["warm_compose_build_ms"] = summarize(warm_ms);
   report["fleet"] = {
       {"devices", devices},
       {"distinct_profiles", fleet_profiles.size()},

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "bench_report.h"
 #include "mortised_process.h"
 #include "tenon/v1/mortise.grpc.pb.h"
 
@@ -36,22 +37,9 @@ namespace {
 using mortise::testing::MortisedOptions;
 using mortise::testing::MortisedProcess;
 using Clock = std::chrono::steady_clock;
+using tenon::bench::summarize;
 
 constexpr uint64_t kGuestMemory = 256 << 10;
-
-nlohmann::json summarize(std::vector<double> samples) {
-  if (samples.empty()) return nullptr;
-  std::sort(samples.begin(), samples.end());
-  auto percentile = [&](double p) {
-    const size_t index = static_cast<size_t>(p * static_cast<double>(samples.size() - 1) + 0.5);
-    return samples[std::min(index, samples.size() - 1)];
-  };
-  double sum = 0;
-  for (double sample : samples) sum += sample;
-  return {{"count", samples.size()}, {"min", samples.front()},
-          {"p50", percentile(0.5)},  {"p99", percentile(0.99)},
-          {"max", samples.back()},   {"mean", sum / static_cast<double>(samples.size())}};
-}
 
 double nanoseconds(const google::protobuf::Duration& duration) {
   return static_cast<double>(duration.seconds()) * 1e9 + duration.nanos();
@@ -374,12 +362,7 @@ int main(int argc, char** argv) {
   report["benchmarks"] = {"B4", "B6"};
   report["commit"] = commit;
   report["command"] = command;
-  report["machine"] = {{"cores", std::thread::hardware_concurrency()}};
-  {
-    std::ifstream cpuinfo("/proc/cpuinfo");
-    std::string text((std::istreambuf_iterator<char>(cpuinfo)), std::istreambuf_iterator<char>());
-    report["machine"]["kvm_nested"] = text.find(" hypervisor") != std::string::npos;
-  }
+  report["machine"] = tenon::bench::machine_info();
   if (access("/dev/kvm", R_OK | W_OK) != 0) {
     report["skipped"] = "no usable /dev/kvm on this host";
     std::ofstream(output_path) << report.dump(2) << "\n";

@@ -21,40 +21,10 @@
 #include <thread>
 #include <vector>
 
+#include "bench_report.h"
 #include "placement.h"
 
-extern char** environ;
-
 namespace {
-
-// Runs argv to completion with stdout captured and stderr dropped.
-std::pair<int, std::string> run_process(const std::vector<std::string>& arguments) {
-  int pipe_fds[2];
-  if (pipe(pipe_fds) != 0) return {-1, ""};
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
-  std::vector<char*> argv;
-  for (const std::string& argument : arguments) argv.push_back(const_cast<char*>(argument.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid;
-  const int error = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  close(pipe_fds[1]);
-  std::string output;
-  if (error == 0) {
-    char buffer[4096];
-    ssize_t count;
-    while ((count = read(pipe_fds[0], buffer, sizeof(buffer))) > 0) output.append(buffer, count);
-  }
-  close(pipe_fds[0]);
-  if (error != 0) return {-1, ""};
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
 
 // A busy loop per management CPU, pinned there, until stopped.
 class CpuHog {
@@ -122,23 +92,23 @@ nlohmann::json cyclictest_summary(const std::string& histogram_file, const std::
 
 nlohmann::json run_cyclictest(int cpu, int seconds, const std::string& scratch) {
   const std::string histogram = scratch + "/cyclictest-histogram.txt";
-  auto [code, output] =
-      run_process({"cyclictest", "-m", "-p", "90", "-i", "1000", "-q", "-a", std::to_string(cpu),
-                   "-D", std::to_string(seconds) + "s", "-h", "20000", "--histfile=" + histogram});
-  if (code != 0) return {{"skipped", "cyclictest failed or is not installed"}};
+  const tenon::bench::ProcessResult run = tenon::bench::run_process(
+      {"cyclictest", "-m", "-p", "90", "-i", "1000", "-q", "-a", std::to_string(cpu), "-D",
+       std::to_string(seconds) + "s", "-h", "20000", "--histfile=" + histogram});
+  if (run.exit_code != 0) return {{"skipped", "cyclictest failed or is not installed"}};
   std::ifstream file(histogram);
   const std::string histogram_text((std::istreambuf_iterator<char>(file)),
                                    std::istreambuf_iterator<char>());
-  return cyclictest_summary(histogram, output + histogram_text);
+  return cyclictest_summary(histogram, run.output + histogram_text);
 }
 
 nlohmann::json run_tenon(const std::string& mortise, const std::string& image, int seconds) {
-  auto [code, output] = run_process({mortise, "run", image, "--memory", "256K", "--realtime",
-                                     "--app-run", std::to_string(seconds) + "s", "-o", "json"});
-  while (!output.empty() && output.back() == '\n') output.pop_back();
-  nlohmann::json record =
-      nlohmann::json::parse(output.substr(output.rfind('\n') + 1), nullptr, false);
-  if (code != 0 || record.is_discarded()) return {{"skipped", "mortise run failed"}};
+  const tenon::bench::ProcessResult run =
+      tenon::bench::run_process({mortise, "run", image, "--memory", "256K", "--realtime",
+                                 "--app-run", std::to_string(seconds) + "s", "-o", "json"});
+  const std::optional<nlohmann::json> parsed = tenon::bench::last_json_line(run.output);
+  if (run.exit_code != 0 || !parsed) return {{"skipped", "mortise run failed"}};
+  const nlohmann::json& record = *parsed;
   const nlohmann::json& probe = record["telemetry"]["tasks"][0];
   nlohmann::json summary = probe["release_latency"];
   summary["samples"] = probe["jobs"];
@@ -165,13 +135,7 @@ int main(int argc, char** argv) {
 
   nlohmann::json report{
       {"benchmark", "B1"}, {"commit", commit}, {"command", command}, {"seconds_per_run", seconds}};
-  {
-    std::ifstream cpuinfo("/proc/cpuinfo");
-    const std::string text((std::istreambuf_iterator<char>(cpuinfo)),
-                           std::istreambuf_iterator<char>());
-    report["machine"] = {{"cores", std::thread::hardware_concurrency()},
-                         {"kvm_nested", text.find(" hypervisor") != std::string::npos}};
-  }
+  report["machine"] = tenon::bench::machine_info();
   if (access("/dev/kvm", R_OK | W_OK) != 0) {
     report["skipped"] = "no usable /dev/kvm on this host";
     std::ofstream(output_path) << report.dump(2) << "\n";
