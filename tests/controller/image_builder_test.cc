@@ -48,6 +48,18 @@ std::string run_command(const std::string& command, int* exit_code) {
   return output;
 }
 
+// Boots a built image under `mortise run` in exactly the memory its plan names (the plan must be
+// enough for Mortise and the guest) and returns the run's JSON record.
+nlohmann::json boot_as_planned(const BuiltImage& built, const Composition& composition,
+                               const std::string& run_options, int* exit_code) {
+  const std::string command = std::string(MORTISE_BINARY) + " run " + built.path + " --memory " +
+                              std::to_string(composition.memory_plan.total_bytes / 1024) + "K " +
+                              run_options + " --duration 60s -o json 2>/dev/null";
+  std::string output = run_command(command, exit_code);
+  while (!output.empty() && output.back() == '\n') output.pop_back();
+  return nlohmann::json::parse(output.substr(output.rfind('\n') + 1), nullptr, false);
+}
+
 TEST(ImageBuilderTest, SameInputsSameDigestAndASecondRequestIsACacheHit) {
   TemporaryDirectory first_cache, second_cache;
   const Composition composition = compose_example("latency-probe.app.yaml");
@@ -118,16 +130,9 @@ TEST(ImageBuilderTest, MinimalLatencyProbeCompositionBootsUnderMortise) {
   ImageBuilder builder(builder_config(cache.path()));
   absl::StatusOr<BuiltImage> built = builder.build(real_catalog(), composition);
   ASSERT_TRUE(built.ok()) << built.status();
-  // Exactly the planned memory: the plan must be enough for Mortise and the guest.
-  const std::string command = std::string(MORTISE_BINARY) + " run " + built->path + " --memory " +
-                              std::to_string(composition.memory_plan.total_bytes / 1024) +
-                              "K --app-run 2s --duration 60s -o json 2>/dev/null";
   int exit_code = -1;
-  std::string output = run_command(command, &exit_code);
-  while (!output.empty() && output.back() == '\n') output.pop_back();
-  nlohmann::json record =
-      nlohmann::json::parse(output.substr(output.rfind('\n') + 1), nullptr, false);
-  ASSERT_EQ(exit_code, 0) << output;
+  const nlohmann::json record = boot_as_planned(*built, composition, "--app-run 2s", &exit_code);
+  ASSERT_EQ(exit_code, 0) << record.dump();
   EXPECT_EQ(record["exit"]["kind"], "guest-exit") << record.dump();
   EXPECT_EQ(record["telemetry"]["scheduler"],
             composition.schedulability.scheduler == SchedulerKind::kEarliestDeadlineFirst
@@ -155,15 +160,10 @@ TEST(ImageBuilderTest, AcceptedControlLoopKeepsItsDeadlinesUnderMortise) {
   ImageBuilder builder(builder_config(cache.path()));
   absl::StatusOr<BuiltImage> built = builder.build(real_catalog(), composition);
   ASSERT_TRUE(built.ok()) << built.status();
-  const std::string command = std::string(MORTISE_BINARY) + " run " + built->path + " --memory " +
-                              std::to_string(composition.memory_plan.total_bytes / 1024) +
-                              "K --realtime --app-run 10s --duration 60s -o json 2>/dev/null";
   int exit_code = -1;
-  std::string output = run_command(command, &exit_code);
-  while (!output.empty() && output.back() == '\n') output.pop_back();
-  nlohmann::json record =
-      nlohmann::json::parse(output.substr(output.rfind('\n') + 1), nullptr, false);
-  ASSERT_EQ(exit_code, 0) << output;
+  const nlohmann::json record =
+      boot_as_planned(*built, composition, "--realtime --app-run 10s", &exit_code);
+  ASSERT_EQ(exit_code, 0) << record.dump();
   ASSERT_EQ(record["telemetry"]["tasks"].size(), 3u) << record.dump();
   for (const nlohmann::json& task : record["telemetry"]["tasks"]) {
     SCOPED_TRACE(task.dump());
