@@ -53,16 +53,6 @@ ProcessResult run_process(const std::vector<std::string>& arguments) {
   return result;
 }
 
-std::optional<nlohmann::json> last_json_line(const std::string& output) {
-  std::string text = output;
-  while (!text.empty() && text.back() == '\n') text.pop_back();
-  const size_t newline = text.rfind('\n');
-  nlohmann::json record = nlohmann::json::parse(
-      newline == std::string::npos ? text : text.substr(newline + 1), nullptr, false);
-  if (record.is_discarded()) return std::nullopt;
-  return record;
-}
-
 nlohmann::json summarize(std::vector<double> samples) {
   if (samples.empty()) return nullptr;
   std::sort(samples.begin(), samples.end());

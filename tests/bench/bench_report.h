@@ -2,7 +2,6 @@
 // same way (count, min, p50, p99, max, mean), and describing the machine in its JSON report.
 #pragma once
 
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,9 +18,6 @@ struct ProcessResult {
 
 // Runs argv[0] (searched in PATH) to completion.
 ProcessResult run_process(const std::vector<std::string>& arguments);
-
-// The last line of `output` parsed as JSON (the `-o json` record of our commands).
-std::optional<nlohmann::json> last_json_line(const std::string& output);
 
 // {count, min, p50, p99, max, mean}, or null for no samples.
 nlohmann::json summarize(std::vector<double> samples);

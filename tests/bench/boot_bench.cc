@@ -21,13 +21,14 @@
 #include <thread>
 #include <vector>
 #include "bench_report.h"
+#include "shell_command.h"
 
 namespace {
 
-using tenon::bench::last_json_line;
 using tenon::bench::ProcessResult;
 using tenon::bench::run_process;
 using tenon::bench::summarize;
+using tenon::test_support::last_json_line;
 
 // text (R+X and R segments), data and bss of an image from its PT_LOAD headers.
 nlohmann::json image_sections(const std::string& path) {

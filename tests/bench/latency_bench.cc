@@ -23,6 +23,7 @@
 
 #include "bench_report.h"
 #include "placement.h"
+#include "shell_command.h"
 
 namespace {
 
@@ -106,7 +107,7 @@ nlohmann::json run_tenon(const std::string& mortise, const std::string& image, i
   const tenon::bench::ProcessResult run =
       tenon::bench::run_process({mortise, "run", image, "--memory", "256K", "--realtime",
                                  "--app-run", std::to_string(seconds) + "s", "-o", "json"});
-  const std::optional<nlohmann::json> parsed = tenon::bench::last_json_line(run.output);
+  const std::optional<nlohmann::json> parsed = tenon::test_support::last_json_line(run.output);
   if (run.exit_code != 0 || !parsed) return {{"skipped", "mortise run failed"}};
   const nlohmann::json& record = *parsed;
   const nlohmann::json& probe = record["telemetry"]["tasks"][0];

@@ -8,6 +8,7 @@
 
 #include "image_builder.h"
 #include "nlohmann/json.hpp"
+#include "shell_command.h"
 #include "tenonctl_defaults.h"
 #include "test_support.h"
 
@@ -35,19 +36,6 @@ Composition compose_example(const std::string& app) {
   return *composition;
 }
 
-std::string run_command(const std::string& command, int* exit_code) {
-  FILE* pipe = popen(command.c_str(), "r");
-  std::string output;
-  if (pipe == nullptr) return output;
-  std::array<char, 4096> buffer;
-  size_t count;
-  while ((count = fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-    output.append(buffer.data(), count);
-  const int status = pclose(pipe);
-  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return output;
-}
-
 // Boots a built image under `mortise run` in exactly the memory its plan names (the plan must be
 // enough for Mortise and the guest) and returns the run's JSON record.
 nlohmann::json boot_as_planned(const BuiltImage& built, const Composition& composition,
@@ -55,9 +43,9 @@ nlohmann::json boot_as_planned(const BuiltImage& built, const Composition& compo
   const std::string command = std::string(MORTISE_BINARY) + " run " + built.path + " --memory " +
                               std::to_string(composition.memory_plan.total_bytes / 1024) + "K " +
                               run_options + " --duration 60s -o json 2>/dev/null";
-  std::string output = run_command(command, exit_code);
-  while (!output.empty() && output.back() == '\n') output.pop_back();
-  return nlohmann::json::parse(output.substr(output.rfind('\n') + 1), nullptr, false);
+  const tenon::test_support::ShellResult result = tenon::test_support::run_shell(command);
+  *exit_code = result.exit_code;
+  return tenon::test_support::last_json_line(result.output).value_or(nlohmann::json());
 }
 
 TEST(ImageBuilderTest, SameInputsSameDigestAndASecondRequestIsACacheHit) {
@@ -93,11 +81,12 @@ TEST(ImageBuilderTest, ConfigurationObjectDefinesTheChosenOptions) {
   ImageBuilder builder(builder_config(cache.path()));
   absl::StatusOr<BuiltImage> built = builder.build(real_catalog(), composition);
   ASSERT_TRUE(built.ok()) << built.status();
-  int exit_code = -1;
   // sched's weak reference is now bound to a defined read-only symbol ('R'), not left weak.
-  const std::string symbols = run_command("nm " + built->path, &exit_code);
-  ASSERT_EQ(exit_code, 0);
-  EXPECT_NE(symbols.find(" R tenon_config_sched_task_stack_bytes"), std::string::npos) << symbols;
+  const tenon::test_support::ShellResult symbols =
+      tenon::test_support::run_shell("nm " + built->path);
+  ASSERT_EQ(symbols.exit_code, 0);
+  EXPECT_NE(symbols.output.find(" R tenon_config_sched_task_stack_bytes"), std::string::npos)
+      << symbols.output;
   // Other stack sizes, other image.
   const Composition defaults = compose_example("control-loop.app.yaml");
   absl::StatusOr<BuiltImage> other = builder.build(real_catalog(), defaults);

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "nlohmann/json.hpp"
+#include "shell_command.h"
 #include "test_support.h"
 
 namespace {
@@ -12,22 +13,10 @@ namespace {
 using tenon::controller::testing::example;
 using tenon::controller::testing::TemporaryDirectory;
 
-struct CommandRun {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
+using CommandRun = tenon::test_support::ShellResult;  // output holds stdout and stderr
 
 CommandRun tenonctl(const std::string& arguments) {
-  CommandRun run;
-  FILE* pipe = popen((std::string(TENONCTL_BINARY) + " " + arguments + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return run;
-  std::array<char, 4096> buffer;
-  size_t count;
-  while ((count = fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-    run.output.append(buffer.data(), count);
-  const int status = pclose(pipe);
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return run;
+  return tenon::test_support::run_shell(std::string(TENONCTL_BINARY) + " " + arguments + " 2>&1");
 }
 
 std::string files(const std::string& app, const std::string& device) {

@@ -12,9 +12,12 @@
 #include "instance.h"
 #include "kvm.h"
 #include "nlohmann/json.hpp"
+#include "shell_command.h"
 
 namespace mortise {
 namespace {
+
+namespace test_support = tenon::test_support;
 
 using std::chrono::milliseconds;
 
@@ -123,25 +126,13 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---- The `mortise` command ----------------------------------------------------------------
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr together
-};
+using test_support::last_json_line;
+using CommandResult = test_support::ShellResult;
 
 // Runs `mortise <arguments>`; stderr joins stdout unless `merge_stderr` is false.
 CommandResult run_command(const std::string& arguments, bool merge_stderr = true) {
-  const std::string command =
-      std::string(MORTISE_BINARY) + " " + arguments + (merge_stderr ? " 2>&1" : "");
-  CommandResult result;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return result;
-  std::array<char, 4096> buffer;
-  size_t count;
-  while ((count = fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-    result.output.append(buffer.data(), count);
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
+  return test_support::run_shell(std::string(MORTISE_BINARY) + " " + arguments +
+                                 (merge_stderr ? " 2>&1" : ""));
 }
 
 TEST_F(GuestTest, CommandRunsHelloAndReportsExit) {
@@ -168,15 +159,12 @@ TEST_F(GuestTest, CommandJsonRecordIsLastStdoutLine) {
   // stderr (placement and exit lines) is dropped; the JSON record must end stdout.
   CommandResult result = run_command("run " + hello_image() + " -o json 2>/dev/null", false);
   ASSERT_EQ(result.exit_code, 0) << result.output;
-  std::string output = result.output;
-  while (!output.empty() && output.back() == '\n') output.pop_back();
-  const std::string last_line = output.substr(output.rfind('\n') + 1);
-  const nlohmann::json record = nlohmann::json::parse(last_line, nullptr, false);
-  ASSERT_FALSE(record.is_discarded()) << last_line;
-  EXPECT_EQ(record["exit"]["kind"], "guest-exit");
-  EXPECT_EQ(record["exit"]["code"], 0);
-  EXPECT_TRUE(record.contains("boot_to_main_ns"));
-  EXPECT_EQ(record["memory_bytes"], 1 << 20);
+  const std::optional<nlohmann::json> record = last_json_line(result.output);
+  ASSERT_TRUE(record.has_value()) << result.output;
+  EXPECT_EQ((*record)["exit"]["kind"], "guest-exit");
+  EXPECT_EQ((*record)["exit"]["code"], 0);
+  EXPECT_TRUE(record->contains("boot_to_main_ns"));
+  EXPECT_EQ((*record)["memory_bytes"], 1 << 20);
 }
 
 }  // namespace

@@ -8,19 +8,12 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "shell_command.h"
 
 namespace {
 
 std::string run(const std::string& command) {
-  std::string output;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return output;
-  std::array<char, 4096> buffer;
-  size_t count;
-  while ((count = fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-    output.append(buffer.data(), count);
-  pclose(pipe);
-  return output;
+  return tenon::test_support::run_shell(command).output;
 }
 
 std::set<std::string> lines(const std::string& text) {

@@ -17,6 +17,7 @@
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "shell_command.h"
 
 namespace {
 
@@ -29,19 +30,10 @@ GuestRun run_image(const std::string& image, const std::string& app_run) {
   const std::string command = std::string(MORTISE_BINARY) + " run " + TENON_IMAGE_DIR + "/" +
                               image + ".elf --memory 256K --realtime --app-run " + app_run +
                               " --duration 60s -o json 2>/dev/null";
+  const tenon::test_support::ShellResult result = tenon::test_support::run_shell(command);
   GuestRun run;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return run;
-  std::string output;
-  std::array<char, 4096> buffer;
-  size_t count;
-  while ((count = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) {
-    output.append(buffer.data(), count);
-  }
-  const int status = pclose(pipe);
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  while (!output.empty() && output.back() == '\n') output.pop_back();
-  run.record = nlohmann::json::parse(output.substr(output.rfind('\n') + 1), nullptr, false);
+  run.exit_code = result.exit_code;
+  run.record = tenon::test_support::last_json_line(result.output).value_or(nlohmann::json());
   return run;
 }
 
