@@ -90,6 +90,7 @@ absl::StatusOr<std::unique_ptr<Supervisor>> Supervisor::create(SupervisorOptions
   const KvmCapabilities& capabilities = kvm->capabilities();
   if (capabilities.irqchip) features.push_back("irqchip");
   if (capabilities.tsc_deadline_timer) features.push_back("tsc-deadline-timer");
+  if (capabilities.x2apic) features.push_back("x2apic");
   if (capabilities.tsc_control) features.push_back("tsc-control");
   if (capabilities.disable_exits & KVM_X86_DISABLE_EXITS_HLT)
     features.push_back("disable-exits-hlt");

@@ -87,6 +87,16 @@ absl::StatusOr<Kvm> Kvm::open(const std::string& device) {
   if (ioctl(kvm.fd(), kGetSupportedCpuid, cpuid) < 0) {
     return errno_status("KVM_GET_SUPPORTED_CPUID");
   }
+  // The in-kernel LAPIC can be driven in x2APIC mode (MSRs) when KVM offers CPUID.1:ECX[21].
+  // The entries start right after the kernel's 8-byte header (not at C++'s `entries`, see above).
+  constexpr uint32_t kCpuidX2apic = 1u << 21;
+  const auto* entries = reinterpret_cast<const kvm_cpuid_entry2*>(
+      reinterpret_cast<const char*>(cpuid) + kCpuidHeaderSize);
+  for (uint32_t i = 0; i < cpuid->nent; ++i) {
+    if (entries[i].function == 1) {
+      kvm.capabilities_.x2apic = (entries[i].ecx & kCpuidX2apic) != 0;
+    }
+  }
   return kvm;
 }
 

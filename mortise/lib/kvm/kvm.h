@@ -35,6 +35,7 @@ class Vcpu;
 struct KvmCapabilities {
   bool irqchip = false;
   bool tsc_deadline_timer = false;
+  bool x2apic = false;         // supported CPUID offers x2APIC mode to guests
   bool tsc_control = false;    // guest TSC offset can be set (KVM_VCPU_TSC_OFFSET)
   uint32_t disable_exits = 0;  // KVM_X86_DISABLE_EXITS_* mask
 };
