@@ -1,6 +1,8 @@
-// tenonctl: the operator CLI. `compose` prints the composition an app would get on a device;
-// `build` also links its image. Neither needs a running controller: both read the catalog
-// (manifests and built archives) of this build tree, or the one named by --catalog/--archives.
+// tenonctl: the operator CLI. The fleet commands (apply, get, describe, delete, diff, logs,
+// token create) talk to tenon-controller (fleet_commands.cc). `compose` prints the composition an
+// app would get on a device and `build` also links its image; neither needs a running
+// controller: both read the catalog (manifests and built archives) of this build tree, or the
+// one named by --catalog/--archives.
 #include <filesystem>
 #include <iostream>
 #include <string>
@@ -9,8 +11,10 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "catalog.h"
+#include "client_config.h"
 #include "composition.h"
 #include "device.h"
+#include "fleet_commands.h"
 #include "image_builder.h"
 #include "render.h"
 #include "tenonctl_defaults.h"
@@ -19,11 +23,12 @@ namespace {
 
 using namespace tenon::controller;
 
-// Exit statuses, also in --help.
-constexpr int kOk = 0;
-constexpr int kRefused = 1;      // unsatisfiable, conflicting, unsupported, unschedulable, too big
-constexpr int kBadInput = 2;     // usage errors, unreadable or invalid files
-constexpr int kBuildFailed = 3;  // the toolchain or the cache failed
+// Exit statuses (fleet_commands.h), also in --help. For compose and build, "refused" means
+// unsatisfiable, conflicting, unsupported, unschedulable or too big.
+constexpr int kOk = kExitOk;
+constexpr int kRefused = kExitRefused;
+constexpr int kBadInput = kExitBadInput;
+constexpr int kBuildFailed = kExitBuildFailed;
 
 struct Options {
   std::string app_file;
@@ -114,13 +119,29 @@ int run_build(const Options& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App cli("tenonctl: compose TenonOS images for devices, without a controller");
+  CLI::App cli(
+      "tenonctl: operate a TenonOS fleet through tenon-controller, and compose TenonOS images "
+      "for devices without one");
   cli.require_subcommand(1);
   cli.footer(
-      "Exit status: 0 ok; 1 refused (unsatisfiable, conflict, unsupported arch, unschedulable, "
-      "does not fit); 2 usage error or invalid input (errors name file:line:field); 3 the "
-      "toolchain or the image cache failed.");
+      "Exit status: 0 ok; 1 refused (by the controller: FAILED_PRECONDITION, ALREADY_EXISTS, "
+      "ABORTED, ...; by compose/build: unsatisfiable, conflict, unsupported arch, "
+      "unschedulable, does not fit), or diff found differences; 2 bad input (usage, invalid "
+      "manifest with file:line: field, INVALID_ARGUMENT); 3 the toolchain or the image cache "
+      "failed; 4 not found; 5 cannot reach or authenticate with the controller (UNAVAILABLE, "
+      "UNAUTHENTICATED, PERMISSION_DENIED, DEADLINE_EXCEEDED).");
   Options options;
+  ClientFlags client_flags;
+  FleetOptions fleet;
+  cli.add_option("--server", client_flags.server,
+                 "Controller gRPC address host:port (default 127.0.0.1:7440)");
+  cli.add_option("--token", client_flags.token, "Operator bearer token");
+  cli.add_option("--token-file", client_flags.token_file, "File holding the operator token");
+  cli.add_option("--config", client_flags.config_file,
+                 "Client config (YAML: server, token or token_file); default $TENONCTL_CONFIG "
+                 "or ~/.config/tenon/config.yaml");
+  cli.add_option("--timeout", client_flags.timeout, "Per-request deadline, e.g. 10s (default 30s)");
+
   auto add_common = [&](CLI::App* command) {
     command->add_option("-f,--file", options.app_file, "App spec (YAML)")->required();
     command->add_option("--device", options.device_file, "Device profile (YAML)")->required();
@@ -140,6 +161,56 @@ int main(int argc, char** argv) {
   build_command->add_option("-o,--output", options.image_output, "Where to write the ELF image")
       ->required();
   build_command->add_option("--cache", options.cache_dir, "Image cache directory");
+
+  // Fleet commands; the global options may also follow them.
+  const std::string kinds = "device, app, deployment, instance, composition (or plural, short)";
+  CLI::App* apply_command = cli.add_subcommand(
+      "apply", "Create or update the objects of manifests (validated locally first)");
+  apply_command->add_option("-f,--file", fleet.file, "Manifest file, folder of *.yaml, or -")
+      ->required();
+  apply_command->add_flag("--dry-run", fleet.dry_run, "Validate and compose, store nothing");
+  CLI::App* get_command = cli.add_subcommand("get", "List objects of a kind, or show one");
+  get_command->add_option("kind", fleet.kind, kinds)->required();
+  get_command->add_option("name", fleet.name, "Object name");
+  get_command->add_option("-o,--output", fleet.output, "yaml, json or wide")
+      ->check(CLI::IsMember({"yaml", "json", "wide"}));
+  get_command->add_option("-l,--selector", fleet.selector, "Labels: key=value,key!=value,key,!key");
+  get_command->add_option("--device", fleet.device, "Instances on this device");
+  get_command->add_option("--deployment", fleet.deployment, "Instances of this deployment");
+  CLI::App* describe_command = cli.add_subcommand("describe", "Show one object in detail");
+  describe_command->add_option("kind", fleet.kind, kinds)->required();
+  describe_command->add_option("name", fleet.name, "Object name")->required();
+  CLI::App* delete_command =
+      cli.add_subcommand("delete", "Delete a device, app or deployment (KIND NAME or -f FILE)");
+  delete_command->add_option("kind", fleet.kind, "device, app or deployment");
+  delete_command->add_option("name", fleet.name, "Object name");
+  delete_command->add_option("-f,--file", fleet.file, "Delete the objects of these manifests");
+  delete_command->add_flag("--force", fleet.force, "Delete a device even while it runs instances");
+  CLI::App* diff_command = cli.add_subcommand(
+      "diff", "Show what apply would change (exit 1 when something would change)");
+  diff_command->add_option("-f,--file", fleet.file, "Manifest file, folder of *.yaml, or -")
+      ->required();
+  CLI::App* logs_command = cli.add_subcommand("logs", "Print an instance's console output");
+  logs_command->add_option("instance", fleet.name, "Instance name")->required();
+  logs_command->add_flag("-f,--follow", fleet.follow, "Keep printing new output");
+  logs_command->add_option("--tail", fleet.tail_bytes, "Start with the last BYTES held");
+  CLI::App* token_command = cli.add_subcommand("token", "Bootstrap tokens for enrolling devices");
+  token_command->require_subcommand(1);
+  CLI::App* token_create_command = token_command->add_subcommand(
+      "create", "Create a bootstrap token; prints the secret (shown only once)");
+  token_create_command->add_option("--device", fleet.token_device,
+                                   "Only a device of this name may enroll with it");
+  token_create_command->add_option("--uses", fleet.token_uses, "How many enrolments (default 1)");
+  token_create_command->add_option("--ttl", fleet.token_ttl, "Validity, e.g. 1h (default 24h)");
+  token_create_command->add_option("--label", fleet.token_labels,
+                                   "key=value given to enrolled devices (repeatable)");
+  token_create_command->add_option("-o,--output", fleet.output, "json or yaml")
+      ->check(CLI::IsMember({"json", "yaml"}));
+  for (CLI::App* command : {apply_command, get_command, describe_command, delete_command,
+                            diff_command, logs_command, token_command, token_create_command}) {
+    command->fallthrough();
+  }
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::CallForHelp& help) {
@@ -151,5 +222,18 @@ int main(int argc, char** argv) {
     return kBadInput;
   }
   if (compose_command->parsed()) return run_compose(options);
-  return run_build(options);
+  if (build_command->parsed()) return run_build(options);
+
+  absl::StatusOr<ClientConfig> client = resolve_client_config(client_flags);
+  if (!client.ok()) {
+    std::cerr << "tenonctl: " << client.status().message() << "\n";
+    return kBadInput;
+  }
+  if (apply_command->parsed()) return run_apply(*client, fleet);
+  if (get_command->parsed()) return run_get(*client, fleet);
+  if (describe_command->parsed()) return run_describe(*client, fleet);
+  if (delete_command->parsed()) return run_delete(*client, fleet);
+  if (diff_command->parsed()) return run_diff(*client, fleet);
+  if (logs_command->parsed()) return run_logs(*client, fleet);
+  return run_token_create(*client, fleet);
 }

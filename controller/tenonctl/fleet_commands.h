@@ -1,0 +1,48 @@
+// tenonctl's fleet commands: apply, get, describe, delete, diff, logs and token create, each one
+// or a few FleetService RPCs against tenon-controller.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "client_config.h"
+
+namespace tenon::controller {
+
+// Exit statuses of every tenonctl command, also in --help and controller/README.md.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitRefused = 1;      // refused by the controller, or diff found differences
+inline constexpr int kExitBadInput = 2;     // usage, bad manifest, INVALID_ARGUMENT
+inline constexpr int kExitBuildFailed = 3;  // compose/build: the toolchain or the cache failed
+inline constexpr int kExitNotFound = 4;
+inline constexpr int kExitUnreachable = 5;  // cannot reach or authenticate with the controller
+
+// What the fleet commands were given, besides the client configuration.
+struct FleetOptions {
+  std::string file;  // -f: a manifest file, a folder of them, or "-"
+  bool dry_run = false;
+  std::string kind;
+  std::string name;
+  std::string output;    // "", "yaml", "json", "wide"
+  std::string selector;  // -l: key=value,key!=value,key,!key
+  std::string device;
+  std::string deployment;
+  bool force = false;
+  bool follow = false;
+  uint64_t tail_bytes = 0;
+  // token create
+  std::string token_device;
+  uint32_t token_uses = 0;
+  std::string token_ttl = "24h";
+  std::vector<std::string> token_labels;  // key=value
+};
+
+int run_apply(const ClientConfig& config, const FleetOptions& options);
+int run_get(const ClientConfig& config, const FleetOptions& options);
+int run_describe(const ClientConfig& config, const FleetOptions& options);
+int run_delete(const ClientConfig& config, const FleetOptions& options);
+int run_diff(const ClientConfig& config, const FleetOptions& options);
+int run_logs(const ClientConfig& config, const FleetOptions& options);
+int run_token_create(const ClientConfig& config, const FleetOptions& options);
+
+}  // namespace tenon::controller
