@@ -9,9 +9,9 @@ packages=(
   # hosted libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libsqlite3-dev libspdlog-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libseccomp-dev
-  libssl-dev
+  libssl-dev libcpp-httplib-dev
   # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev rt-tests
+  libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev rt-tests prometheus jq curl
   # code style
   clang-format clang-tidy
 )

@@ -1,0 +1,218 @@
+// See rest_api.h.
+#include "rest_api.h"
+
+#include <httplib.h>
+
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpc_services.h"
+#include "nlohmann/json.hpp"
+#include "object_meta.h"
+#include "status_codes.h"
+
+namespace tenon::controller {
+namespace {
+
+namespace v1 = tenon::v1;
+
+void reply_status(httplib::Response& response, const absl::Status& status) {
+  nlohmann::ordered_json body;
+  body["code"] = static_cast<int>(status.code());
+  body["status"] = code_name(status.code());
+  body["message"] = std::string(status.message());
+  response.status = http_status(status.code());
+  response.set_content(body.dump() + "\n", "application/json");
+}
+
+void reply_message(httplib::Response& response, const google::protobuf::Message& message) {
+  std::string text;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.add_whitespace = true;
+  const auto printed = google::protobuf::util::MessageToJsonString(message, &text, options);
+  if (!printed.ok()) {
+    reply_status(response, absl::InternalError(printed.ToString()));
+    return;
+  }
+  response.status = 200;
+  response.set_content(text, "application/json");
+}
+
+absl::Status parse_body(const httplib::Request& request, google::protobuf::Message* message) {
+  google::protobuf::util::JsonParseOptions options;
+  const auto parsed = google::protobuf::util::JsonStringToMessage(request.body, message, options);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("request body: ", parsed.ToString()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> query_number(const httplib::Request& request, const std::string& key) {
+  if (!request.has_param(key)) return 0;
+  uint64_t value = 0;
+  if (!absl::SimpleAtoi(request.get_param_value(key), &value)) {
+    return absl::InvalidArgumentError(absl::StrCat("query parameter ", key, " is not a number"));
+  }
+  return value;
+}
+
+// A POST handler: parses the body as `Request`, calls, answers with the response message.
+template <typename Request, typename Call>
+std::function<absl::Status(const httplib::Request&, httplib::Response&)> post_handler(Call call) {
+  return [call](const httplib::Request& request, httplib::Response& response) -> absl::Status {
+    Request message;
+    if (absl::Status parsed = parse_body(request, &message); !parsed.ok()) return parsed;
+    auto result = call(message);
+    if (!result.ok()) return result.status();
+    reply_message(response, *result);
+    return absl::OkStatus();
+  };
+}
+
+}  // namespace
+
+RestApi::RestApi(Controller* controller, ApiMetrics* metrics, std::string operator_token)
+    : controller_(controller),
+      metrics_(metrics),
+      operator_token_(std::move(operator_token)),
+      server_(std::make_unique<httplib::Server>()) {
+  install_routes();
+}
+
+RestApi::~RestApi() { stop(); }
+
+void RestApi::install_routes() {
+  // Wraps a /v1/ handler: authentication, metrics, and errors as JSON.
+  auto route =
+      [this](const char* name,
+             std::function<absl::Status(const httplib::Request&, httplib::Response&)> handler) {
+        return [this, name, handler](const httplib::Request& request, httplib::Response& response) {
+          const absl::Time start = absl::Now();
+          absl::Status status;
+          if (!operator_authorized(request.get_header_value("Authorization"), operator_token_)) {
+            status = absl::UnauthenticatedError(
+                "no or wrong operator token (send 'Authorization: Bearer <token>')");
+          } else {
+            status = handler(request, response);
+          }
+          if (!status.ok()) reply_status(response, status);
+          metrics_->record("rest", name, status.code(), absl::Now() - start);
+        };
+      };
+  const std::string kinds = "(devices|apps|deployments|instances|compositions)";
+  server_->Get("/healthz", [](const httplib::Request&, httplib::Response& response) {
+    response.set_content("ok\n", "text/plain");
+  });
+  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
+    response.set_content(metrics_->render(controller_->snapshot()),
+                         "text/plain; version=0.0.4; charset=utf-8");
+  });
+  server_->Get("/v1/" + kinds,
+               route("List", [this](const httplib::Request& request, httplib::Response& response) {
+                 v1::ListRequest list;
+                 absl::StatusOr<v1::ObjectKind> kind = parse_kind(request.matches[1].str());
+                 if (!kind.ok()) return kind.status();
+                 list.set_kind(*kind);
+                 if (request.has_param("selector")) {
+                   v1::LabelSelector* selector = list.mutable_selector();
+                   for (absl::string_view pair : absl::StrSplit(request.get_param_value("selector"),
+                                                                ',', absl::SkipEmpty())) {
+                     std::pair<std::string, std::string> kv =
+                         absl::StrSplit(pair, absl::MaxSplits('=', 1));
+                     (*selector->mutable_match_labels())[kv.first] = kv.second;
+                   }
+                 }
+                 list.set_device(request.get_param_value("device"));
+                 list.set_deployment(request.get_param_value("deployment"));
+                 absl::StatusOr<uint64_t> page_size = query_number(request, "page_size");
+                 if (!page_size.ok()) return page_size.status();
+                 list.set_page_size(static_cast<uint32_t>(*page_size));
+                 list.set_page_token(request.get_param_value("page_token"));
+                 absl::StatusOr<v1::ListResponse> result = controller_->list(list);
+                 if (!result.ok()) return result.status();
+                 reply_message(response, *result);
+                 return absl::OkStatus();
+               }));
+  server_->Get("/v1/instances/([a-z0-9-]+)/logs",
+               route("Logs", [this](const httplib::Request& request, httplib::Response& response) {
+                 absl::StatusOr<uint64_t> tail = query_number(request, "tail_bytes");
+                 if (!tail.ok()) return tail.status();
+                 bool terminal = false;
+                 absl::StatusOr<v1::ConsoleChunk> chunk = controller_->read_console(
+                     request.matches[1].str(), 0, *tail, absl::ZeroDuration(), &terminal);
+                 if (!chunk.ok()) return chunk.status();
+                 response.set_content(chunk->data(), "text/plain");
+                 return absl::OkStatus();
+               }));
+  server_->Get("/v1/" + kinds + "/([a-z0-9-]+)",
+               route("Get", [this](const httplib::Request& request, httplib::Response& response) {
+                 v1::GetRequest get;
+                 absl::StatusOr<v1::ObjectKind> kind = parse_kind(request.matches[1].str());
+                 if (!kind.ok()) return kind.status();
+                 get.set_kind(*kind);
+                 get.set_name(request.matches[2].str());
+                 absl::StatusOr<v1::Object> object = controller_->get(get);
+                 if (!object.ok()) return object.status();
+                 reply_message(response, *object);
+                 return absl::OkStatus();
+               }));
+  server_->Delete(
+      "/v1/" + kinds + "/([a-z0-9-]+)",
+      route("Delete", [this](const httplib::Request& request, httplib::Response& response) {
+        v1::DeleteRequest remove;
+        absl::StatusOr<v1::ObjectKind> kind = parse_kind(request.matches[1].str());
+        if (!kind.ok()) return kind.status();
+        remove.set_kind(*kind);
+        remove.set_name(request.matches[2].str());
+        remove.set_force(request.get_param_value("force") == "true");
+        absl::StatusOr<uint64_t> generation = query_number(request, "expected_generation");
+        if (!generation.ok()) return generation.status();
+        remove.set_expected_generation(*generation);
+        absl::StatusOr<v1::DeleteResponse> result = controller_->remove(remove);
+        if (!result.ok()) return result.status();
+        reply_message(response, *result);
+        return absl::OkStatus();
+      }));
+  // POST routes: the body is the request message, the answer the response message.
+  server_->Post(
+      "/v1/apply",
+      route("Apply", post_handler<v1::ApplyRequest>([this](const v1::ApplyRequest& request) {
+              return controller_->apply(request);
+            })));
+  server_->Post("/v1/diff",
+                route("Diff", post_handler<v1::DiffRequest>([this](const v1::DiffRequest& request) {
+                        return controller_->diff(request);
+                      })));
+  server_->Post(
+      "/v1/compose",
+      route("Compose", post_handler<v1::ComposeRequest>([this](const v1::ComposeRequest& request) {
+              return controller_->compose(request);
+            })));
+  server_->Post(
+      "/v1/bootstrap-tokens",
+      route("CreateBootstrapToken", post_handler<v1::CreateBootstrapTokenRequest>(
+                                        [this](const v1::CreateBootstrapTokenRequest& request) {
+                                          return controller_->create_bootstrap_token(request);
+                                        })));
+}
+
+absl::StatusOr<int> RestApi::start(const std::string& host, int port) {
+  const int bound = port == 0 ? server_->bind_to_any_port(host) : port;
+  if (port != 0 && !server_->bind_to_port(host, port)) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", host, ":", port));
+  }
+  if (bound <= 0) return absl::UnavailableError(absl::StrCat("cannot listen on ", host));
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return bound;
+}
+
+void RestApi::stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace tenon::controller

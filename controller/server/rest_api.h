@@ -1,0 +1,51 @@
+// REST over HTTP/1.1 on the controller's second port: the FleetService messages as JSON (the
+// protobuf JSON mapping with proto field names) under /v1/, plus /metrics and /healthz.
+//
+//   GET    /v1/{devices|apps|deployments|instances|compositions}      List (query: selector=k=v,..,
+//                                                                       device, deployment,
+//                                                                       page_size, page_token)
+//   GET    /v1/{kind}/{name}                                          Get
+//   DELETE /v1/{kind}/{name}[?force=true&expected_generation=N]        Delete
+//   GET    /v1/instances/{name}/logs[?tail_bytes=N]                     held console bytes
+//   POST   /v1/apply | /v1/diff | /v1/compose | /v1/bootstrap-tokens   body: the request message
+//   GET    /metrics                                                   Prometheus text, no token
+//   GET    /healthz                                                   "ok"
+//
+// Every /v1/ route needs `Authorization: Bearer <operator token>`. Errors are
+// {"code": <gRPC code number>, "status": "<code name>", "message": "..."} with the HTTP status
+// from status_codes.h.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "api_metrics.h"
+#include "controller.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace tenon::controller {
+
+class RestApi {
+ public:
+  RestApi(Controller* controller, ApiMetrics* metrics, std::string operator_token);
+  ~RestApi();
+  // Binds (port 0 picks one) and serves on a thread of its own; returns the bound port.
+  absl::StatusOr<int> start(const std::string& host, int port);
+  void stop();
+
+ private:
+  void install_routes();
+
+  Controller* controller_;
+  ApiMetrics* metrics_;
+  std::string operator_token_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+};
+
+}  // namespace tenon::controller

@@ -1,0 +1,503 @@
+// The controller core against a real SQLite store, the real catalog and the real linker, with
+// agent sessions recorded in memory: apply, refusals, optimistic concurrency, enrolment, the
+// agent stream's messages, images in chunks, diff, delete, and the /metrics page.
+#include "controller.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "api_metrics.h"
+#include "blob_store.h"
+#include "fleet_composer.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sha256.h"
+#include "shell_command.h"
+#include "sqlite_store.h"
+#include "tenonctl_defaults.h"
+
+namespace tenon::controller {
+namespace {
+
+namespace v1 = tenon::v1;
+using ::testing::HasSubstr;
+
+class RecordingSession : public AgentSession {
+ public:
+  void send(v1::ControllerMessage message) override {
+    std::lock_guard lock(mutex);
+    messages.push_back(std::move(message));
+  }
+  void close(const absl::Status& status) override {
+    std::lock_guard lock(mutex);
+    closed = status;
+  }
+  std::vector<v1::ControllerMessage> take() {
+    std::lock_guard lock(mutex);
+    return std::exchange(messages, {});
+  }
+  std::mutex mutex;
+  std::vector<v1::ControllerMessage> messages;
+  std::optional<absl::Status> closed;
+};
+
+v1::DeviceProfile edge_profile() {
+  v1::DeviceProfile profile;
+  profile.set_arch(v1::ARCH_X86_64);
+  profile.set_cores(2);
+  profile.set_realtime_cores(1);
+  profile.set_memory_bytes(1ull << 30);
+  profile.set_guest_memory_bytes(64ull << 20);
+  profile.set_tsc_frequency_khz(2'000'000);
+  for (const char* feature : {"kvm", "tsc-deadline-timer", "x2apic", "disable-exits-hlt"}) {
+    profile.add_hypervisor_features(feature);
+  }
+  for (const char* library : {"console", "hypercall", "kvm", "loader", "memory", "pagetable"}) {
+    profile.add_mortise_libraries(library);
+  }
+  profile.set_guest_abi_version(1);
+  return profile;
+}
+
+v1::Object device(const std::string& name, const std::string& site) {
+  v1::Object object;
+  object.mutable_device()->mutable_metadata()->set_name(name);
+  (*object.mutable_device()->mutable_metadata()->mutable_labels())["site"] = site;
+  return object;
+}
+
+v1::Object control_loop_app(uint64_t pid_wcet_ns = 20'000) {
+  v1::Object object;
+  v1::App* app = object.mutable_app();
+  app->mutable_metadata()->set_name("control");
+  app->mutable_spec()->set_program("control-loop");
+  struct Task {
+    const char* name;
+    uint64_t period, wcet;
+    uint32_t priority;
+  };
+  for (const Task& task :
+       {Task{"pid", 1'000'000, pid_wcet_ns, 30}, Task{"supervisor", 10'000'000, 300'000, 20},
+        Task{"logger", 100'000'000, 3'000'000, 10}}) {
+    v1::TaskSpec* spec = app->mutable_spec()->add_tasks();
+    spec->set_name(task.name);
+    spec->set_period_ns(task.period);
+    spec->set_wcet_ns(task.wcet);
+    spec->set_priority(task.priority);
+  }
+  return object;
+}
+
+v1::Object deployment(const std::string& name, const std::string& app, const std::string& site) {
+  v1::Object object;
+  v1::Deployment* deployment = object.mutable_deployment();
+  deployment->mutable_metadata()->set_name(name);
+  deployment->mutable_spec()->set_app(app);
+  (*deployment->mutable_spec()->mutable_selector()->mutable_match_labels())["site"] = site;
+  return object;
+}
+
+class ControllerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/tenon-controller-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    auto store = SqliteStore::open(dir_ + "/controller.db");
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+    auto blobs = BlobStore::open(dir_ + "/blobs");
+    ASSERT_TRUE(blobs.ok()) << blobs.status();
+    blobs_ = std::make_unique<BlobStore>(std::move(*blobs));
+    FleetComposerConfig config;
+    config.catalog.source_root = TENON_SOURCE_DIR;
+    config.catalog.archive_root = TENON_ARCHIVE_ROOT;
+    config.builder.compiler = defaults::kCompiler;
+    for (const char* option : defaults::kLinkOptions) config.builder.link_options.push_back(option);
+    config.builder.linker_script = defaults::kLinkerScript;
+    config.builder.cache_dir = dir_ + "/cache";
+    auto composer = FleetComposer::create(config, blobs_.get());
+    ASSERT_TRUE(composer.ok()) << composer.status();
+    composer_ = std::move(*composer);
+    controller_ = std::make_unique<Controller>(ControllerConfig{}, store_.get(), blobs_.get(),
+                                               composer_.get());
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  absl::StatusOr<v1::ApplyResponse> apply(std::vector<v1::Object> objects, bool dry = false) {
+    v1::ApplyRequest request;
+    for (v1::Object& object : objects) *request.add_objects() = std::move(object);
+    request.set_dry_run(dry);
+    return controller_->apply(request);
+  }
+
+  // Enrolls `name` with a fresh token and returns its credential.
+  std::string enroll(const std::string& name) {
+    v1::CreateBootstrapTokenRequest token_request;
+    token_request.set_device_name(name);
+    auto token = controller_->create_bootstrap_token(token_request);
+    EXPECT_TRUE(token.ok()) << token.status();
+    v1::EnrollRequest request;
+    request.set_bootstrap_token(token->token());
+    request.set_device_name(name);
+    *request.mutable_profile() = edge_profile();
+    auto response = controller_->enroll(request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? response->credential() : "";
+  }
+
+  std::shared_ptr<RecordingSession> connect(const std::string& name, const std::string& credential,
+                                            uint64_t acknowledged = 0) {
+    auto session = std::make_shared<RecordingSession>();
+    v1::Hello hello;
+    hello.set_device_name(name);
+    hello.set_credential(credential);
+    hello.set_acknowledged_desired_state_version(acknowledged);
+    *hello.mutable_profile() = edge_profile();
+    absl::Status opened = controller_->open_session(session, hello);
+    EXPECT_TRUE(opened.ok()) << opened;
+    return session;
+  }
+
+  static std::optional<v1::DesiredState> last_desired(
+      const std::vector<v1::ControllerMessage>& messages) {
+    std::optional<v1::DesiredState> found;
+    for (const v1::ControllerMessage& message : messages) {
+      if (message.has_desired_state()) found = message.desired_state();
+    }
+    return found;
+  }
+
+  std::string dir_;
+  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<BlobStore> blobs_;
+  std::unique_ptr<FleetComposer> composer_;
+  std::unique_ptr<Controller> controller_;
+};
+
+TEST(SelectorTest, MatchesLabelsAndExpressions) {
+  google::protobuf::Map<std::string, std::string> labels;
+  labels["site"] = "lab";
+  labels["class"] = "edge";
+  v1::LabelSelector selector;
+  EXPECT_FALSE(selector_matches(selector, labels)) << "an empty selector selects nothing";
+  (*selector.mutable_match_labels())["site"] = "lab";
+  EXPECT_TRUE(selector_matches(selector, labels));
+  v1::LabelExpression* expression = selector.add_match_expressions();
+  expression->set_key("class");
+  expression->set_relation(v1::LabelExpression::RELATION_IN);
+  expression->add_values("gateway");
+  EXPECT_FALSE(selector_matches(selector, labels));
+  expression->add_values("edge");
+  EXPECT_TRUE(selector_matches(selector, labels));
+  expression->set_relation(v1::LabelExpression::RELATION_NOT_IN);
+  EXPECT_FALSE(selector_matches(selector, labels));
+  expression->clear_values();
+  expression->set_relation(v1::LabelExpression::RELATION_DOES_NOT_EXIST);
+  EXPECT_FALSE(selector_matches(selector, labels));
+  expression->set_key("rack");
+  EXPECT_TRUE(selector_matches(selector, labels));
+}
+
+TEST_F(ControllerTest, ApplyCreatesThenReportsUnchangedAndUpdated) {
+  auto first =
+      apply({device("edge-1", "lab"), control_loop_app(), deployment("control", "control", "lab")});
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->results_size(), 3);
+  for (const v1::ApplyResult& result : first->results()) {
+    EXPECT_EQ(result.action(), v1::CHANGE_ACTION_CREATE);
+  }
+  EXPECT_EQ(first->results(0).object().device().status().connection_state(),
+            v1::CONNECTION_STATE_NOT_ENROLLED);
+  auto again = apply({control_loop_app()});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->results(0).action(), v1::CHANGE_ACTION_UNCHANGED);
+  EXPECT_EQ(again->results(0).object().app().metadata().generation(), 1u);
+  auto changed = apply({control_loop_app(25'000)});
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_EQ(changed->results(0).action(), v1::CHANGE_ACTION_UPDATE);
+  EXPECT_EQ(changed->results(0).object().app().metadata().generation(), 2u);
+  EXPECT_EQ(changed->results(0).object().app().metadata().uid(),
+            first->results(1).object().app().metadata().uid());
+}
+
+TEST_F(ControllerTest, StaleGenerationIsAbortedAndNothingStored) {
+  ASSERT_TRUE(apply({control_loop_app()}).ok());
+  v1::Object stale = control_loop_app(30'000);
+  stale.mutable_app()->mutable_metadata()->set_generation(7);
+  auto result = apply({stale, device("edge-9", "lab")});
+  EXPECT_TRUE(absl::IsAborted(result.status())) << result.status();
+  v1::GetRequest get;
+  get.set_kind(v1::OBJECT_KIND_DEVICE);
+  get.set_name("edge-9");
+  EXPECT_TRUE(absl::IsNotFound(controller_->get(get).status())) << "the request is one transaction";
+}
+
+TEST_F(ControllerTest, MalformedAndDanglingObjectsAreRefused) {
+  v1::Object bad = device("Edge_1", "lab");
+  auto result = apply({bad});
+  EXPECT_TRUE(absl::IsInvalidArgument(result.status())) << result.status();
+  EXPECT_THAT(std::string(result.status().message()), HasSubstr("metadata.name"));
+  auto dangling = apply({deployment("control", "nope", "lab")});
+  EXPECT_TRUE(absl::IsNotFound(dangling.status())) << dangling.status();
+  v1::Object instance;
+  instance.mutable_instance()->mutable_metadata()->set_name("x");
+  EXPECT_TRUE(absl::IsInvalidArgument(apply({instance}).status()));
+}
+
+TEST_F(ControllerTest, UnschedulableDeploymentIsRefusedUpFront) {
+  ASSERT_TRUE(apply({device("edge-1", "lab")}).ok());
+  enroll("edge-1");
+  // pid needs 990 us of every 1 ms: with the supervisor and logger it cannot meet its deadlines.
+  auto result = apply({control_loop_app(990'000), deployment("control", "control", "lab")});
+  EXPECT_TRUE(absl::IsFailedPrecondition(result.status())) << result.status();
+  EXPECT_THAT(std::string(result.status().message()), HasSubstr("edge-1"));
+  v1::ListRequest list;
+  list.set_kind(v1::OBJECT_KIND_DEPLOYMENT);
+  auto deployments = controller_->list(list);
+  ASSERT_TRUE(deployments.ok());
+  EXPECT_EQ(deployments->objects_size(), 0);
+}
+
+TEST_F(ControllerTest, EnrolmentChecksTokens) {
+  v1::EnrollRequest request;
+  request.set_bootstrap_token("not-a-token");
+  request.set_device_name("edge-1");
+  *request.mutable_profile() = edge_profile();
+  EXPECT_TRUE(absl::IsUnauthenticated(controller_->enroll(request).status()));
+
+  v1::CreateBootstrapTokenRequest bound;
+  bound.set_device_name("edge-2");
+  auto token = controller_->create_bootstrap_token(bound);
+  ASSERT_TRUE(token.ok());
+  request.set_bootstrap_token(token->token());
+  EXPECT_TRUE(absl::IsPermissionDenied(controller_->enroll(request).status()));
+  request.set_device_name("edge-2");
+  auto enrolled = controller_->enroll(request);
+  ASSERT_TRUE(enrolled.ok()) << enrolled.status();
+  EXPECT_FALSE(enrolled->credential().empty());
+  EXPECT_TRUE(absl::IsUnauthenticated(controller_->enroll(request).status()))
+      << "a one-use token is used up";
+
+  v1::CreateBootstrapTokenRequest any;
+  any.set_max_uses(2);
+  auto shared = controller_->create_bootstrap_token(any);
+  ASSERT_TRUE(shared.ok());
+  request.set_bootstrap_token(shared->token());
+  EXPECT_TRUE(absl::IsAlreadyExists(controller_->enroll(request).status()))
+      << "edge-2 is enrolled and the token is not bound to it";
+}
+
+TEST_F(ControllerTest, HelloWithWrongCredentialIsUnauthenticated) {
+  enroll("edge-1");
+  auto session = std::make_shared<RecordingSession>();
+  v1::Hello hello;
+  hello.set_device_name("edge-1");
+  hello.set_credential("wrong");
+  EXPECT_TRUE(absl::IsUnauthenticated(controller_->open_session(session, hello)));
+  hello.set_device_name("edge-404");
+  EXPECT_TRUE(absl::IsUnauthenticated(controller_->open_session(session, hello)));
+}
+
+TEST_F(ControllerTest, AgentGetsDesiredStateAndImageInVerifiedChunks) {
+  ASSERT_TRUE(apply({device("edge-1", "lab")}).ok());
+  const std::string credential = enroll("edge-1");
+  auto session = connect("edge-1", credential);
+  std::vector<v1::ControllerMessage> messages = session->take();
+  ASSERT_FALSE(messages.empty());
+  EXPECT_TRUE(messages[0].has_welcome());
+  EXPECT_FALSE(last_desired(messages).has_value()) << "nothing is deployed yet";
+
+  ASSERT_TRUE(apply({control_loop_app(), deployment("control", "control", "lab")}).ok());
+  std::optional<v1::DesiredState> desired = last_desired(session->take());
+  ASSERT_TRUE(desired.has_value()) << "a connected agent hears of the change at once";
+  ASSERT_EQ(desired->instances_size(), 1);
+  const v1::DesiredInstance& instance = desired->instances(0);
+  EXPECT_EQ(instance.name(), instance_name("control", "edge-1"));
+  EXPECT_GT(instance.placement().memory_bytes(), 0u);
+
+  v1::AgentMessage request;
+  request.set_sequence(2);
+  request.mutable_image_request()->set_digest(instance.image_digest());
+  ASSERT_TRUE(controller_->handle("edge-1", session, request).ok());
+  std::string image;
+  bool last = false;
+  for (const v1::ControllerMessage& message : session->take()) {
+    if (!message.has_image_chunk()) continue;
+    const v1::ImageChunk& chunk = message.image_chunk();
+    EXPECT_EQ(chunk.offset(), image.size());
+    EXPECT_EQ(chunk.chunk_sha256(), sha256_hex(chunk.data()));
+    image += chunk.data();
+    last = chunk.last();
+  }
+  EXPECT_TRUE(last);
+  EXPECT_EQ("sha256:" + sha256_hex(image), instance.image_digest());
+
+  // An image the device is not meant to run is not served.
+  request.mutable_image_request()->set_digest("sha256:" + std::string(64, '0'));
+  ASSERT_TRUE(controller_->handle("edge-1", session, request).ok());
+  std::vector<v1::ControllerMessage> refused = session->take();
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(refused[0].error().code(), 5);
+
+  // Status and telemetry show up on the instance.
+  v1::AgentMessage status;
+  status.set_sequence(3);
+  v1::InstanceStatusUpdate* update = status.mutable_instance_status();
+  update->set_instance_name(instance.name());
+  update->set_state(v1::INSTANCE_STATE_RUNNING);
+  update->set_image_digest(instance.image_digest());
+  ASSERT_TRUE(controller_->handle("edge-1", session, status).ok());
+  v1::AgentMessage telemetry;
+  telemetry.set_sequence(4);
+  v1::InstanceTelemetry* sample = telemetry.mutable_telemetry()->add_instances();
+  sample->set_instance_name(instance.name());
+  v1::TaskTelemetry* task = sample->add_tasks();
+  task->set_task_name("pid");
+  task->set_jobs(1000);
+  task->set_deadline_misses(2);
+  task->mutable_release_latency()->set_count(1000);
+  task->mutable_release_latency()->set_tick_frequency_khz(2'000'000);
+  for (int i = 0; i < 32; ++i)
+    task->mutable_release_latency()->add_bucket_counts(i == 10 ? 1000 : 0);
+  ASSERT_TRUE(controller_->handle("edge-1", session, telemetry).ok());
+  v1::GetRequest get;
+  get.set_kind(v1::OBJECT_KIND_INSTANCE);
+  get.set_name(instance.name());
+  auto object = controller_->get(get);
+  ASSERT_TRUE(object.ok()) << object.status();
+  EXPECT_EQ(object->instance().status().observed_state(), v1::INSTANCE_STATE_RUNNING);
+  ASSERT_EQ(object->instance().status().latency().tasks_size(), 1);
+  EXPECT_EQ(object->instance().status().latency().tasks(0).deadline_misses(), 2u);
+
+  get.set_kind(v1::OBJECT_KIND_DEPLOYMENT);
+  get.set_name("control");
+  auto deployed = controller_->get(get);
+  ASSERT_TRUE(deployed.ok());
+  EXPECT_EQ(deployed->deployment().status().matched_devices(), 1u);
+  EXPECT_EQ(deployed->deployment().status().running_instances(), 1u);
+  EXPECT_EQ(deployed->deployment().status().phase(), v1::ROLLOUT_PHASE_COMPLETE);
+
+  // The /metrics page is valid exposition format, checked by Prometheus' own tool.
+  ApiMetrics metrics;
+  metrics.record("grpc", "FleetService.Apply", absl::StatusCode::kOk, absl::Milliseconds(3));
+  const std::string page = metrics.render(controller_->snapshot());
+  EXPECT_THAT(page, HasSubstr("tenon_devices{state=\"connected\"} 1"));
+  EXPECT_THAT(page, HasSubstr("tenon_instance_task_deadline_misses_total{instance=\""));
+  const std::string page_file = dir_ + "/metrics.txt";
+  std::ofstream(page_file) << page;
+  test_support::ShellResult check =
+      test_support::run_shell("promtool check metrics < " + page_file + " 2>&1");
+  if (check.exit_code == 127) GTEST_SKIP() << "promtool is not installed";
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
+TEST_F(ControllerTest, NewerStreamSupersedesOlderAndReconnectGetsOnlyWhatIsStale) {
+  ASSERT_TRUE(
+      apply({device("edge-1", "lab"), control_loop_app(), deployment("control", "control", "lab")})
+          .ok());
+  const std::string credential = enroll("edge-1");
+  auto first = connect("edge-1", credential);
+  std::optional<v1::DesiredState> desired = last_desired(first->take());
+  ASSERT_TRUE(desired.has_value());
+  auto second = connect("edge-1", credential, desired->version());
+  ASSERT_TRUE(first->closed.has_value());
+  EXPECT_TRUE(absl::IsAborted(*first->closed)) << *first->closed;
+  EXPECT_FALSE(last_desired(second->take()).has_value())
+      << "the agent acknowledged this version already";
+  v1::AgentMessage late;
+  late.set_sequence(9);
+  late.mutable_ack()->set_controller_sequence(1);
+  EXPECT_TRUE(absl::IsAborted(controller_->handle("edge-1", first, late)));
+}
+
+TEST_F(ControllerTest, DiffShowsFieldsAndEffectsWithoutChangingAnything) {
+  ASSERT_TRUE(
+      apply({device("edge-1", "lab"), control_loop_app(), deployment("control", "control", "lab")})
+          .ok());
+  enroll("edge-1");
+  v1::Object moved = deployment("control", "control", "lab");
+  moved.mutable_deployment()->mutable_spec()->mutable_placement()->set_rt_priority(50);
+  v1::DiffRequest request;
+  *request.add_objects() = moved;
+  auto diff = controller_->diff(request);
+  ASSERT_TRUE(diff.ok()) << diff.status();
+  ASSERT_EQ(diff->diffs_size(), 1);
+  EXPECT_EQ(diff->diffs(0).action(), v1::CHANGE_ACTION_UPDATE);
+  ASSERT_GE(diff->diffs(0).changes_size(), 1);
+  EXPECT_EQ(diff->diffs(0).changes(0).path(), "spec.placement.rt_priority");
+  ASSERT_EQ(diff->diffs(0).effects_size(), 1);
+  EXPECT_THAT(diff->diffs(0).effects(0), HasSubstr("edge-1: replace instance"));
+  v1::GetRequest get;
+  get.set_kind(v1::OBJECT_KIND_DEPLOYMENT);
+  get.set_name("control");
+  EXPECT_EQ(controller_->get(get)->deployment().spec().placement().rt_priority(), 0u);
+}
+
+TEST_F(ControllerTest, DeleteRulesAndInstancesFollow) {
+  ASSERT_TRUE(
+      apply({device("edge-1", "lab"), control_loop_app(), deployment("control", "control", "lab")})
+          .ok());
+  const std::string credential = enroll("edge-1");
+  auto session = connect("edge-1", credential);
+  session->take();
+  v1::DeleteRequest remove;
+  remove.set_kind(v1::OBJECT_KIND_APP);
+  remove.set_name("control");
+  EXPECT_TRUE(absl::IsFailedPrecondition(controller_->remove(remove).status()));
+  remove.set_kind(v1::OBJECT_KIND_DEVICE);
+  remove.set_name("edge-1");
+  EXPECT_TRUE(absl::IsFailedPrecondition(controller_->remove(remove).status()));
+  remove.set_kind(v1::OBJECT_KIND_DEPLOYMENT);
+  remove.set_name("control");
+  ASSERT_TRUE(controller_->remove(remove).ok());
+  std::optional<v1::DesiredState> desired = last_desired(session->take());
+  ASSERT_TRUE(desired.has_value());
+  EXPECT_EQ(desired->instances_size(), 0) << "the agent is told to destroy the instance";
+  v1::ListRequest list;
+  list.set_kind(v1::OBJECT_KIND_INSTANCE);
+  EXPECT_EQ(controller_->list(list)->objects_size(), 0);
+  remove.set_kind(v1::OBJECT_KIND_DEVICE);
+  remove.set_name("edge-1");
+  ASSERT_TRUE(controller_->remove(remove).ok());
+  ASSERT_TRUE(session->closed.has_value());
+  EXPECT_TRUE(absl::IsPermissionDenied(*session->closed));
+}
+
+TEST_F(ControllerTest, StateSurvivesAReopenedStore) {
+  ASSERT_TRUE(
+      apply({device("edge-1", "lab"), control_loop_app(), deployment("control", "control", "lab")})
+          .ok());
+  const std::string credential = enroll("edge-1");
+  controller_.reset();
+  store_.reset();
+  auto store = SqliteStore::open(dir_ + "/controller.db");
+  ASSERT_TRUE(store.ok());
+  store_ = std::move(*store);
+  controller_ =
+      std::make_unique<Controller>(ControllerConfig{}, store_.get(), blobs_.get(), composer_.get());
+  ASSERT_TRUE(controller_->recover().ok());
+  auto session = connect("edge-1", credential);
+  std::optional<v1::DesiredState> desired = last_desired(session->take());
+  ASSERT_TRUE(desired.has_value()) << "credential and desired state were stored";
+  ASSERT_EQ(desired->instances_size(), 1);
+  // The agent's report of an instance from before the restart is taken.
+  v1::AgentMessage status;
+  status.set_sequence(2);
+  status.mutable_instance_status()->set_instance_name(desired->instances(0).name());
+  status.mutable_instance_status()->set_state(v1::INSTANCE_STATE_RUNNING);
+  ASSERT_TRUE(controller_->handle("edge-1", session, status).ok());
+  v1::GetRequest get;
+  get.set_kind(v1::OBJECT_KIND_INSTANCE);
+  get.set_name(desired->instances(0).name());
+  EXPECT_EQ(controller_->get(get)->instance().status().observed_state(),
+            v1::INSTANCE_STATE_RUNNING);
+}
+
+}  // namespace
+}  // namespace tenon::controller

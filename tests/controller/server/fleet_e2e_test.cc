@@ -1,0 +1,349 @@
+// The fleet loop end to end, every part a real process on loopback: tenon-controller (SQLite in
+// a temporary directory, ports chosen by the kernel), mortised with real KVM guests, tenon-agent,
+// and tenonctl as an operator types it. Skipped without /dev/kvm.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "child_process.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mortised_process.h"
+#include "nlohmann/json.hpp"
+#include "shell_command.h"
+
+namespace {
+
+using tenon::test_support::ChildProcess;
+using tenon::test_support::eventually;
+using tenon::test_support::run_shell;
+using tenon::test_support::ShellResult;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using namespace std::chrono_literals;
+
+constexpr char kManifest[] = R"(apiVersion: tenon/v1
+kind: Device
+metadata:
+  name: edge-1
+  labels: {site: lab}
+---
+apiVersion: tenon/v1
+kind: App
+metadata:
+  name: loop
+spec:
+  program: control-loop
+  tasks:
+    - {name: pid, period_ns: 1000000, wcet_ns: 20000, priority: 30}
+    - {name: supervisor, period_ns: 10000000, wcet_ns: 300000, priority: 20}
+    - {name: logger, period_ns: 100000000, wcet_ns: 3000000, priority: 10}
+---
+apiVersion: tenon/v1
+kind: App
+metadata:
+  name: probe
+spec:
+  program: latency-probe
+---
+apiVersion: tenon/v1
+kind: Deployment
+metadata:
+  name: control
+spec:
+  app: loop
+  selector:
+    match_labels: {site: lab}
+)";
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+class FleetTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::access("/dev/kvm", R_OK | W_OK) != 0) {
+      GTEST_SKIP() << "/dev/kvm is not usable here: the fleet loop needs real KVM guests";
+    }
+    char pattern[] = "/tmp/tenon-fleet-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    start_controller("127.0.0.1:0");
+    mortise::testing::MortisedOptions options;
+    options.mortised_binary = MORTISED_BINARY;
+    options.image_directory = TENON_IMAGE_DIR;
+    auto mortised = mortise::testing::MortisedProcess::start(options);
+    ASSERT_TRUE(mortised.ok()) << mortised.status();
+    mortised_ = std::move(*mortised);
+    std::ofstream(dir_ + "/fleet.yaml") << kManifest;
+  }
+
+  void TearDown() override {
+    agent_.reset();
+    second_agent_.reset();
+    if (controller_) controller_->stop();
+    mortised_.reset();
+    if (!dir_.empty() && !HasFailure()) std::filesystem::remove_all(dir_);
+    if (HasFailure()) std::cerr << "kept " << dir_ << " for a look\n";
+  }
+
+  void start_controller(const std::string& listen) {
+    std::filesystem::remove(dir_ + "/ready.json");
+    controller_ = ChildProcess::start(
+        {TENON_CONTROLLER_BINARY, "--data-dir", dir_ + "/controller", "--listen", listen,
+         "--http-listen", "127.0.0.1:0", "--ready-file", dir_ + "/ready.json",
+         "--telemetry-interval", "0.5", "--flush-interval", "0.2"},
+        dir_ + "/controller.log");
+    ASSERT_TRUE(controller_.has_value());
+    ASSERT_TRUE(eventually([&] { return std::filesystem::exists(dir_ + "/ready.json"); }, 20s))
+        << controller_->log();
+    nlohmann::json ready = nlohmann::json::parse(read_file(dir_ + "/ready.json"));
+    grpc_address_ = ready["grpc_address"];
+    http_address_ = ready["http_address"];
+    token_ = read_file(dir_ + "/controller/operator-token");
+    while (!token_.empty() && token_.back() == '\n') token_.pop_back();
+    std::ofstream(dir_ + "/tenonctl.yaml")
+        << "server: " << grpc_address_ << "\ntoken_file: " << dir_
+        << "/controller/operator-token\n";
+  }
+
+  ShellResult tenonctl(const std::string& arguments) {
+    return run_shell(std::string(TENONCTL_BINARY) + " --config " + dir_ + "/tenonctl.yaml " +
+                     arguments + " 2>&1");
+  }
+
+  nlohmann::json instances() {
+    ShellResult result = tenonctl("get instances -o json");
+    if (result.exit_code != 0) return nlohmann::json::array();
+    nlohmann::json document = nlohmann::json::parse(result.output, nullptr, false);
+    if (document.is_discarded() || !document.contains("items")) return nlohmann::json::array();
+    return document["items"];
+  }
+
+  static uint64_t jobs(const nlohmann::json& instance) {
+    uint64_t total = 0;
+    if (!instance.contains("status") || !instance["status"].contains("latency")) return 0;
+    for (const auto& task : instance["status"]["latency"].value("tasks", nlohmann::json::array())) {
+      total += std::stoull(task.value("jobs", std::string("0")));
+    }
+    return total;
+  }
+
+  // Every instance of the fleet Running on its current image, with jobs counted.
+  bool converged(size_t expected) {
+    nlohmann::json items = instances();
+    if (items.size() != expected) return false;
+    for (const auto& item : items) {
+      if (item["status"].value("observed_state", "") != "INSTANCE_STATE_RUNNING") return false;
+      if (item["status"].value("image_digest", "") != item["spec"].value("image_digest", "x")) {
+        return false;
+      }
+      if (jobs(item) == 0) return false;
+    }
+    return true;
+  }
+
+  std::string bootstrap_token(const std::string& device) {
+    ShellResult created = tenonctl("token create --device " + device + " -o json");
+    EXPECT_EQ(created.exit_code, 0) << created.output;
+    nlohmann::json document = nlohmann::json::parse(created.output, nullptr, false);
+    EXPECT_FALSE(document.is_discarded()) << created.output;
+    const std::string path = dir_ + "/" + device + ".token";
+    std::ofstream(path) << document.value("token", "") << "\n";
+    return path;
+  }
+
+  std::optional<ChildProcess> start_agent(const std::string& device, const std::string& state,
+                                          const std::string& token_file, const std::string& log) {
+    return ChildProcess::start({TENON_AGENT_BINARY, "--controller", grpc_address_, "--device-name",
+                                device, "--bootstrap-token-file", token_file, "--state-dir",
+                                dir_ + "/" + state, "--mortised-socket", mortised_->socket_path(),
+                                "--max-backoff", "1s", "--telemetry-interval", "500ms"},
+                               dir_ + "/" + log);
+  }
+
+  // Applies the manifest, enrolls edge-1 and waits for the control instance to run.
+  void bring_up() {
+    ShellResult applied = tenonctl("apply -f " + dir_ + "/fleet.yaml");
+    ASSERT_EQ(applied.exit_code, 0) << applied.output;
+    agent_ = start_agent("edge-1", "agent", bootstrap_token("edge-1"), "agent.log");
+    ASSERT_TRUE(agent_.has_value());
+    ASSERT_TRUE(eventually([&] { return converged(1); }, 60s))
+        << tenonctl("get instances -o wide").output << "\n--- agent\n"
+        << agent_->log() << "\n--- controller\n"
+        << controller_->log();
+  }
+
+  std::vector<tenon::v1::Vm> vms() {
+    grpc::ClientContext context;
+    tenon::v1::ListVmsResponse response;
+    mortised_->stub().List(&context, tenon::v1::ListVmsRequest(), &response);
+    return {response.vms().begin(), response.vms().end()};
+  }
+
+  std::string dir_;
+  std::optional<ChildProcess> controller_;
+  std::unique_ptr<mortise::testing::MortisedProcess> mortised_;
+  std::optional<ChildProcess> agent_;
+  std::optional<ChildProcess> second_agent_;
+  std::string grpc_address_, http_address_, token_;
+};
+
+TEST_F(FleetTest, ApplyConvergesChangesAndDeletesWithTelemetryEverywhere) {
+  bring_up();
+  const nlohmann::json first = instances()[0];
+  const std::string name = first["metadata"]["name"];
+  EXPECT_EQ(first["spec"]["device"], "edge-1");
+
+  // The same instance over REST, and its telemetry on /metrics.
+  ShellResult rest = run_shell("curl -sS -H 'Authorization: Bearer " + token_ + "' http://" +
+                               http_address_ + "/v1/instances/" + name);
+  EXPECT_THAT(rest.output, HasSubstr("INSTANCE_STATE_RUNNING"));
+  ShellResult denied =
+      run_shell("curl -s -o /dev/null -w '%{http_code}' http://" + http_address_ + "/v1/instances");
+  EXPECT_EQ(denied.output, "401");
+  ShellResult metrics = run_shell("curl -sS http://" + http_address_ + "/metrics");
+  EXPECT_THAT(metrics.output, HasSubstr("tenon_instance_task_jobs_total{instance=\"" + name));
+  EXPECT_THAT(metrics.output, HasSubstr("tenon_devices{state=\"connected\"} 1"));
+
+  // Change the deployment's app: the device converges on the new image.
+  std::string changed = kManifest;
+  changed.replace(changed.rfind("app: loop"), 9, "app: probe");
+  std::ofstream(dir_ + "/changed.yaml") << changed;
+  ShellResult diff = tenonctl("diff -f " + dir_ + "/changed.yaml");
+  EXPECT_EQ(diff.exit_code, 1) << diff.output;
+  EXPECT_THAT(diff.output, HasSubstr("replace instance"));
+  ShellResult applied = tenonctl("apply -f " + dir_ + "/changed.yaml");
+  ASSERT_EQ(applied.exit_code, 0) << applied.output;
+  ASSERT_TRUE(eventually(
+      [&] {
+        nlohmann::json items = instances();
+        return converged(1) && items[0]["spec"]["image_digest"] != first["spec"]["image_digest"];
+      },
+      60s))
+      << tenonctl("get instances -o wide").output << agent_->log();
+  EXPECT_TRUE(eventually([&] { return vms().size() == 1; }, 20s)) << "the old VM is destroyed";
+
+  // Delete: the instance goes, and so does its VM.
+  ShellResult deleted = tenonctl("delete deployment control");
+  ASSERT_EQ(deleted.exit_code, 0) << deleted.output;
+  EXPECT_TRUE(eventually([&] { return instances().empty() && vms().empty(); }, 30s))
+      << tenonctl("get instances").output << agent_->log();
+}
+
+TEST_F(FleetTest, AgentRestartReattachesWithoutRestartingInstances) {
+  bring_up();
+  std::vector<tenon::v1::Vm> before = vms();
+  ASSERT_EQ(before.size(), 1u);
+  agent_->signal(SIGKILL);
+  agent_->wait_exit(10s);
+  std::this_thread::sleep_for(1s);
+  std::vector<tenon::v1::Vm> during = vms();
+  ASSERT_EQ(during.size(), 1u);
+  EXPECT_EQ(during[0].uid(), before[0].uid());
+  EXPECT_EQ(during[0].state(), tenon::v1::VM_STATE_RUNNING) << "instances outlive the agent";
+
+  agent_ = start_agent("edge-1", "agent", dir_ + "/edge-1.token", "agent-2.log");
+  ASSERT_TRUE(eventually(
+      [&] {
+        ShellResult device = tenonctl("get device edge-1 -o json");
+        return device.output.find("CONNECTION_STATE_CONNECTED") != std::string::npos &&
+               converged(1);
+      },
+      30s))
+      << agent_->log();
+  std::vector<tenon::v1::Vm> after = vms();
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].uid(), before[0].uid()) << "the same VM, re-attached";
+  EXPECT_EQ(after[0].vmm_pid(), before[0].vmm_pid());
+  EXPECT_EQ(instances()[0]["status"].value("restart_count", 0), 0);
+}
+
+TEST_F(FleetTest, KilledControllerLosesNothingAccepted) {
+  bring_up();
+  const std::string before = tenonctl("get deployment control -o json").output;
+  const std::string vm_uid = vms().at(0).uid();
+  controller_->signal(SIGKILL);
+  controller_->wait_exit(10s);
+  start_controller(grpc_address_);  // same address: the agent reconnects by itself
+  ShellResult after = tenonctl("get deployment control -o json");
+  ASSERT_EQ(after.exit_code, 0) << after.output;
+  EXPECT_THAT(after.output, HasSubstr("\"app\": \"loop\""));
+  EXPECT_TRUE(eventually([&] { return converged(1); }, 60s))
+      << tenonctl("get instances -o wide").output << agent_->log();
+  EXPECT_EQ(vms().at(0).uid(), vm_uid) << "the instance was not restarted";
+}
+
+TEST_F(FleetTest, SecondAgentWithTheSameIdentityStopsTheFirstAndChangesNothing) {
+  bring_up();
+  const std::string vm_uid = vms().at(0).uid();
+  agent_->signal(SIGSTOP);  // copy its state while it cannot write
+  std::filesystem::copy(dir_ + "/agent", dir_ + "/agent-copy",
+                        std::filesystem::copy_options::recursive);
+  agent_->signal(SIGCONT);
+  second_agent_ = start_agent("edge-1", "agent-copy", dir_ + "/edge-1.token", "agent-copy.log");
+  ASSERT_TRUE(second_agent_.has_value());
+  std::optional<int> status = agent_->wait_exit(30s);
+  ASSERT_TRUE(status.has_value()) << "the superseded agent exits";
+  EXPECT_EQ(*status, 5) << agent_->log();
+  EXPECT_THAT(agent_->log(), HasSubstr("another agent"));
+  EXPECT_TRUE(eventually([&] { return converged(1); }, 30s));
+  EXPECT_EQ(vms().at(0).uid(), vm_uid);
+}
+
+TEST_F(FleetTest, WrongTokensAndBadManifestsAreRefusedAndChangeNothing) {
+  ASSERT_EQ(tenonctl("apply -f " + dir_ + "/fleet.yaml").exit_code, 0);
+  // A device with a made-up bootstrap token.
+  std::ofstream(dir_ + "/bogus.token") << "tenon-bootstrap-not-a-real-token\n";
+  std::optional<ChildProcess> intruder =
+      start_agent("edge-2", "intruder", dir_ + "/bogus.token", "intruder.log");
+  ASSERT_TRUE(intruder.has_value());
+  std::optional<int> status = intruder->wait_exit(30s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(*status, 3) << intruder->log();
+  EXPECT_THAT(intruder->log(), HasSubstr("bootstrap token"));
+  EXPECT_THAT(tenonctl("get devices").output, Not(HasSubstr("edge-2")));
+
+  // An operator with a wrong token.
+  ShellResult wrong = run_shell(std::string(TENONCTL_BINARY) + " --server " + grpc_address_ +
+                                " --token nope get devices 2>&1");
+  EXPECT_EQ(wrong.exit_code, 5) << wrong.output;
+  EXPECT_THAT(wrong.output, HasSubstr("UNAUTHENTICATED"));
+
+  // A manifest with an error: named by file, line and field; nothing is applied.
+  std::ofstream(dir_ + "/bad.yaml") << "apiVersion: tenon/v1\nkind: App\nmetadata:\n  name: "
+                                       "extra\nspec:\n  program: hello\n  tasks:\n    - name: t\n"
+                                       "      period_ns: 1000\n      wcet_ns: 2000\n";
+  ShellResult bad = tenonctl("apply -f " + dir_ + "/bad.yaml");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_THAT(bad.output, HasSubstr(dir_ + "/bad.yaml:"));
+  EXPECT_THAT(bad.output, HasSubstr("spec.tasks[0]"));
+  EXPECT_THAT(tenonctl("get apps").output, Not(HasSubstr("extra")));
+
+  // An unschedulable deployment is refused by the controller before anything is stored.
+  agent_ = start_agent("edge-1", "agent", bootstrap_token("edge-1"), "agent.log");
+  ASSERT_TRUE(eventually(
+      [&] {
+        return tenonctl("get device edge-1 -o json").output.find("CONNECTED") != std::string::npos;
+      },
+      30s));
+  std::ofstream(dir_ + "/heavy.yaml")
+      << "apiVersion: tenon/v1\nkind: App\nmetadata:\n  name: loop\nspec:\n  program: "
+         "control-loop\n  tasks:\n    - {name: pid, period_ns: 1000000, wcet_ns: 990000, "
+         "priority: 30}\n    - {name: supervisor, period_ns: 10000000, wcet_ns: 300000, priority: "
+         "20}\n    - {name: logger, period_ns: 100000000, wcet_ns: 3000000, priority: 10}\n";
+  ShellResult heavy = tenonctl("apply -f " + dir_ + "/heavy.yaml");
+  EXPECT_EQ(heavy.exit_code, 1) << heavy.output;
+  EXPECT_THAT(heavy.output, HasSubstr("edge-1"));
+  EXPECT_THAT(tenonctl("get app loop -o yaml").output, HasSubstr("20000"));
+}
+
+}  // namespace
