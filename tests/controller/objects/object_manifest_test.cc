@@ -66,7 +66,7 @@ TEST(ManifestTest, FleetExampleHoldsTheDemoFleet) {
   }
   EXPECT_EQ((*objects)[3].object.deployment().spec().app(), "control-loop");
   EXPECT_EQ((*objects)[4].object.deployment().spec().app(), "latency-probe");
-  EXPECT_EQ((*objects)[4].line, 83);
+  EXPECT_EQ((*objects)[4].line, 78);
   EXPECT_EQ((*objects)[4].file, std::string(EXAMPLES_DIR) + "/fleet.yaml");
 }
 
