@@ -27,3 +27,7 @@ command="make bench BENCH_RUNS=$runs"
 "$build_dir/bin/daemon_bench" --mortised "$build_dir/bin/mortised" --image-dir "$build_dir/images" \
   --iterations "$runs" --density-target "${BENCH_DENSITY:-1000}" \
   --output "$out_dir/daemon-$stamp.json" --commit "$commit" --command "$command BENCH_DENSITY=${BENCH_DENSITY:-1000}"
+
+"$build_dir/bin/fleet_bench" --controller "$build_dir/bin/tenon-controller" \
+  --agents "${BENCH_FLEET_SIZES:-100,1000,10000}" --output "$out_dir/fleet-$stamp.json" \
+  --commit "$commit" --command "$command BENCH_FLEET_SIZES=${BENCH_FLEET_SIZES:-100,1000,10000}"
