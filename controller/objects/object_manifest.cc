@@ -40,21 +40,6 @@ using google::protobuf::OneofDescriptor;
 using google::protobuf::Reflection;
 using yaml_fields::error_at;
 
-// "RESTART_POLICY_" for RestartPolicy: the longest prefix, ending in '_', shared by every value.
-std::string enum_common_prefix(const EnumDescriptor* type) {
-  std::string prefix = type->value(0)->name();
-  for (int i = 1; i < type->value_count(); ++i) {
-    const std::string& name = type->value(i)->name();
-    size_t length = 0;
-    while (length < prefix.size() && length < name.size() && prefix[length] == name[length]) {
-      ++length;
-    }
-    prefix.resize(length);
-  }
-  const size_t underscore = prefix.rfind('_');
-  return underscore == std::string::npos ? std::string() : prefix.substr(0, underscore + 1);
-}
-
 // Case, '_' and '-' do not matter when naming an enum value: OnFailure, on-failure, ON_FAILURE.
 std::string normalised_enum_name(std::string_view name) {
   std::string out;
@@ -554,6 +539,20 @@ absl::StatusOr<std::vector<ManifestObject>> load_manifests(const std::string& pa
     }
   }
   return objects;
+}
+
+std::string enum_common_prefix(const EnumDescriptor* type) {
+  std::string prefix = type->value(0)->name();
+  for (int i = 1; i < type->value_count(); ++i) {
+    const std::string& name = type->value(i)->name();
+    size_t length = 0;
+    while (length < prefix.size() && length < name.size() && prefix[length] == name[length]) {
+      ++length;
+    }
+    prefix.resize(length);
+  }
+  const size_t underscore = prefix.rfind('_');
+  return underscore == std::string::npos ? std::string() : prefix.substr(0, underscore + 1);
 }
 
 }  // namespace tenon::controller

@@ -3,13 +3,13 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include <optional>
-
 #include "absl/status/statusor.h"
+#include "google/protobuf/descriptor.h"
 #include "google/protobuf/duration.pb.h"
 #include "tenon/v1/fleet.pb.h"
 
@@ -51,5 +51,9 @@ absl::StatusOr<std::vector<ManifestObject>> load_manifests(const std::string& pa
 // "0" alone is zero. Digits below a nanosecond are dropped. Nothing on malformed text or
 // overflow.
 std::optional<google::protobuf::Duration> parse_duration(std::string_view text);
+
+// "RESTART_POLICY_" for RestartPolicy: the longest prefix, ending in '_', that every value name
+// shares. Manifests accept enum values without it; tables show them without it.
+std::string enum_common_prefix(const google::protobuf::EnumDescriptor* type);
 
 }  // namespace tenon::controller

@@ -99,7 +99,9 @@ std::string short_digest(const std::string& digest) {
   return digest.substr(0, std::min(keep, digest.size()));
 }
 
-std::string microseconds(double nanoseconds) {
+// A latency for people: microseconds below a millisecond, milliseconds above.
+std::string latency_text(double nanoseconds) {
+  if (nanoseconds >= 1e6) return absl::StrFormat("%.2fms", nanoseconds / 1e6);
   return absl::StrFormat("%.1fµs", nanoseconds / 1000.0);
 }
 
@@ -187,7 +189,7 @@ void add_instance_row(const tenon::v1::Instance& instance, TableStyle style, abs
       nonempty(instance.spec().deployment()),
       enum_display_name(tenon::v1::InstanceState_descriptor(), status.observed_state()),
       absl::StrCat(status.restart_count()),
-      worst_p99 < 0 ? std::string(kNone) : microseconds(worst_p99),
+      worst_p99 < 0 ? std::string(kNone) : latency_text(worst_p99),
       absl::StrCat(misses),
       age_since(instance.metadata().create_time(), now)};
   if (style == TableStyle::kWide) {
@@ -263,9 +265,9 @@ std::string latency_table(const tenon::v1::LatencyTelemetry& latency) {
     const bool measured = release.count() > 0;
     table.rows.push_back({task.task_name(), absl::StrCat(task.jobs()),
                           absl::StrCat(task.deadline_misses()),
-                          measured ? microseconds(release.p50_ns()) : std::string(kNone),
-                          measured ? microseconds(release.p99_ns()) : std::string(kNone),
-                          measured ? microseconds(release.max_ns()) : std::string(kNone)});
+                          measured ? latency_text(release.p50_ns()) : std::string(kNone),
+                          measured ? latency_text(release.p99_ns()) : std::string(kNone),
+                          measured ? latency_text(release.max_ns()) : std::string(kNone)});
   }
   return format_table(table);
 }
@@ -276,18 +278,7 @@ std::string enum_display_name(const google::protobuf::EnumDescriptor* type, int 
   const google::protobuf::EnumValueDescriptor* descriptor = type->FindValueByNumber(value);
   if (descriptor == nullptr) return absl::StrCat("Unknown(", value, ")");
   // The prefix shared by every value name ("INSTANCE_STATE_"), then CamelCase of the rest.
-  std::string prefix = type->value(0)->name();
-  for (int i = 1; i < type->value_count(); ++i) {
-    const std::string& name = type->value(i)->name();
-    size_t length = 0;
-    while (length < prefix.size() && length < name.size() && prefix[length] == name[length]) {
-      ++length;
-    }
-    prefix.resize(length);
-  }
-  const size_t underscore = prefix.rfind('_');
-  const std::string rest =
-      descriptor->name().substr(underscore == std::string::npos ? 0 : underscore + 1);
+  const std::string rest = descriptor->name().substr(enum_common_prefix(type).size());
   std::string out;
   bool start = true;
   for (char c : rest) {

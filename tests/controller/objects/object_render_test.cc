@@ -244,6 +244,15 @@ TEST(RenderTest, InstanceAndCompositionTables) {
   EXPECT_THAT(instances.rows[0],
               ElementsAre("control-0123456789ab", "edge-1", "control", "Running", "1", "12.5µs",
                           "3", "60m", "sha256:0123456789ab", "GuestExit(3)", "running"));
+  // Above a millisecond, latencies read in milliseconds.
+  tenon::v1::Object slow = from_text(kInstance);
+  for (auto& task :
+       *slow.mutable_instance()->mutable_status()->mutable_latency()->mutable_tasks()) {
+    task.mutable_release_latency()->set_p99_ns(2'345'000);
+  }
+  EXPECT_EQ(
+      object_table(tenon::v1::OBJECT_KIND_INSTANCE, {slow}, TableStyle::kNormal, kNow).rows[0][5],
+      "2.35ms");
   Table compositions =
       object_table(tenon::v1::OBJECT_KIND_COMPOSITION, {from_text(R"pb(composition {
                                                                          metadata { name: "c" }
