@@ -75,8 +75,10 @@ absl::StatusOr<std::string> read_image_file(const std::string& requested,
   return bytes;
 }
 
-absl::StatusOr<FileDescriptor> sealed_memfd(std::string_view bytes) {
-  FileDescriptor memfd(memfd_create("tenon-image", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+}  // namespace
+
+absl::StatusOr<FileDescriptor> sealed_memfd(std::string_view bytes, const char* name) {
+  FileDescriptor memfd(memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!memfd.valid()) {
     return absl::ResourceExhaustedError(absl::StrCat("memfd_create: ", std::strerror(errno)));
   }
@@ -96,8 +98,6 @@ absl::StatusOr<FileDescriptor> sealed_memfd(std::string_view bytes) {
   }
   return memfd;
 }
-
-}  // namespace
 
 std::string sha256_digest(std::string_view bytes) {
   unsigned char hash[EVP_MAX_MD_SIZE];
@@ -173,7 +173,7 @@ absl::StatusOr<ResolvedImage> resolve_image(const tenon::v1::CreateVmRequest& re
     // "Too small for the image" is the caller's mistake, not a host shortage.
     return absl::InvalidArgumentError(layout.status().message());
   }
-  absl::StatusOr<FileDescriptor> memfd = sealed_memfd(bytes);
+  absl::StatusOr<FileDescriptor> memfd = sealed_memfd(bytes, "tenon-image");
   if (!memfd.ok()) return memfd.status();
   image.memfd = std::move(*memfd);
   return image;

@@ -101,6 +101,7 @@ void ManagedVm::on_event(const tenon::v1::VmmEvent& event) {
       if (state_ == tenon::v1::VM_STATE_PAUSED) {
         state_ = tenon::v1::VM_STATE_RUNNING;
         running_since_ = now;
+        if (!start_time_) start_time_ = now;  // the first Resume after a Restore
       }
       break;
     case tenon::v1::VmmEvent::kExited:
@@ -113,6 +114,8 @@ void ManagedVm::on_event(const tenon::v1::VmmEvent& event) {
     case tenon::v1::VmmEvent::kTelemetry:
       last_telemetry_ = event.telemetry();
       break;
+    case tenon::v1::VmmEvent::kSnapshotted:
+      break;  // an answer only; the VM's state did not change
     case tenon::v1::VmmEvent::EVENT_NOT_SET:
       break;
   }
@@ -218,7 +221,8 @@ absl::StatusOr<tenon::v1::VmmEvent> ManagedVm::request(tenon::v1::VmmCommand com
 
 absl::StatusOr<tenon::v1::VmOperationResponse> ManagedVm::launch(std::unique_ptr<VmmChild> child,
                                                                  ChildMonitor& monitor,
-                                                                 absl::Time received) {
+                                                                 absl::Time received,
+                                                                 VmmSource source) {
   std::shared_ptr<VmmChild> owned(std::move(child));
   {
     std::lock_guard lock(mutex_);
@@ -235,9 +239,11 @@ absl::StatusOr<tenon::v1::VmOperationResponse> ManagedVm::launch(std::unique_ptr
   changed_.wait_for(lock, absl::ToChronoNanoseconds(timeouts_.load),
                     [&] { return ready_ || load_failure_ || vmm_ended_; });
   if (ready_ && !vmm_ended_) {
-    state_ = tenon::v1::VM_STATE_CREATED;
+    const bool restored = source == VmmSource::kSnapshot;
+    state_ = restored ? tenon::v1::VM_STATE_PAUSED : tenon::v1::VM_STATE_CREATED;
     const absl::Duration latency = absl::Now() - received;
-    record_latency(tenon::v1::VM_OPERATION_CREATE, latency, nullptr);
+    record_latency(restored ? tenon::v1::VM_OPERATION_RESTORE : tenon::v1::VM_OPERATION_CREATE,
+                   latency, nullptr);
     tenon::v1::VmOperationResponse response;
     *response.mutable_vm() = describe_locked();
     *response.mutable_latency() = to_duration(latency);
@@ -329,6 +335,48 @@ absl::StatusOr<tenon::v1::VmOperationResponse> ManagedVm::resume(absl::Time rece
   return transition(Operation::kResume, received);
 }
 
+absl::StatusOr<tenon::v1::SnapshotVmResponse> ManagedVm::snapshot(const std::string& path,
+                                                                  absl::Time received) {
+  std::lock_guard serialized(operation_mutex_);
+  tenon::v1::VmmCommand command;
+  tenon::v1::VmmSnapshot* snapshot = command.mutable_snapshot();
+  snapshot->set_path(path);
+  snapshot->set_run_id(identity_.run_id.empty() ? identity_.uid : identity_.run_id);
+  snapshot->set_image_digest(identity_.image_digest);
+  snapshot->set_vm_name(identity_.name);
+  {
+    std::lock_guard lock(mutex_);
+    if (destroyed_) return absl::NotFoundError(absl::StrCat("no VM named ", identity_.name));
+    if (state_ != tenon::v1::VM_STATE_RUNNING && state_ != tenon::v1::VM_STATE_PAUSED) {
+      return illegal_in_current_state("Snapshot", "RUNNING and PAUSED");
+    }
+  }
+  // Writing a large guest takes longer than a lifecycle command.
+  absl::StatusOr<tenon::v1::VmmEvent> answer =
+      request(std::move(command), timeouts_.reply + absl::Seconds(60));
+  if (!answer.ok()) return answer.status();
+  std::lock_guard lock(mutex_);
+  if (answer->has_failed()) {
+    const absl::Status refused = status_of(answer->failed());
+    return absl::Status(refused.code(),
+                        absl::StrCat("snapshot of VM ", identity_.name, ": ", refused.message()));
+  }
+  if (!answer->has_snapshotted()) {
+    return absl::InternalError("mortise-vmm answered a snapshot with something else");
+  }
+  const tenon::v1::VmmSnapshotWritten& written = answer->snapshotted();
+  const absl::Duration latency = absl::Now() - received;
+  record_latency(tenon::v1::VM_OPERATION_SNAPSHOT, latency, &written.latency());
+  tenon::v1::SnapshotVmResponse response;
+  *response.mutable_vm() = describe_locked();
+  response.set_path(written.path());
+  response.set_size_bytes(written.size_bytes());
+  response.set_digest(written.digest());
+  *response.mutable_latency() = to_duration(latency);
+  *response.mutable_pause_duration() = written.pause_duration();
+  return response;
+}
+
 void ManagedVm::begin_stop() {
   std::shared_ptr<VmmChild> child;
   tenon::v1::VmmCommand stop;
@@ -387,7 +435,7 @@ absl::StatusOr<tenon::v1::VmOperationResponse> ManagedVm::destroy(absl::Time rec
 
 tenon::v1::InstanceTelemetry ManagedVm::stamped(tenon::v1::InstanceTelemetry telemetry) const {
   telemetry.set_instance_name(identity_.name);
-  telemetry.set_run_id(identity_.uid);
+  telemetry.set_run_id(identity_.run_id.empty() ? identity_.uid : identity_.run_id);
   if (!telemetry.has_sample_time()) *telemetry.mutable_sample_time() = to_timestamp(absl::Now());
   return telemetry;
 }
@@ -441,6 +489,7 @@ tenon::v1::Vm ManagedVm::describe_locked() const {
       *stats->mutable_boot_time() = last_telemetry_->boot_time();
   }
   for (const auto& [operation, latency] : latencies_) *stats->add_operation_latencies() = latency;
+  for (const tenon::v1::ChannelEndpoint& channel : identity_.channels) *vm.add_channels() = channel;
   return vm;
 }
 

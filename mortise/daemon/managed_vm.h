@@ -26,12 +26,16 @@ namespace mortise {
 struct VmIdentity {
   std::string name;
   std::string uid;
+  // Telemetry run id: the uid for a created VM; a restored VM keeps the one of the run its
+  // snapshot was taken from, because its counters continue.
+  std::string run_id;
   std::string image_digest;
   uint64_t memory_bytes = 0;
   tenon::v1::CpuPolicy cpu_policy = tenon::v1::CPU_POLICY_ANYWHERE;
   std::optional<int> vcpu_cpu;  // the host CPU it was placed on (accounted by the Supervisor)
   std::string placement_note;   // what mortised did not grant of the CPU request, and why
   absl::Time create_time;
+  std::vector<tenon::v1::ChannelEndpoint> channels;  // inter-VM channels it holds a side of
 };
 
 struct VmTimeouts {
@@ -51,15 +55,21 @@ class ManagedVm final : public ChildMonitor::Listener,
 
   const VmIdentity& identity() const { return identity_; }
 
-  // Create: adopts the child, has `monitor` watch it, and waits until the instance is loaded
-  // (CREATED) or has failed to load. On failure the child has ended and was reaped.
+  // Create and Restore: adopts the child, has `monitor` watch it, and waits until the instance
+  // is loaded (CREATED; PAUSED when restored from a snapshot) or has failed to load. On failure
+  // the child has ended and was reaped.
   absl::StatusOr<tenon::v1::VmOperationResponse> launch(std::unique_ptr<VmmChild> child,
-                                                        ChildMonitor& monitor, absl::Time received);
+                                                        ChildMonitor& monitor, absl::Time received,
+                                                        VmmSource source = VmmSource::kImage);
 
   // Lifecycle calls; `received` is when the API call arrived, for the operation's latency.
   absl::StatusOr<tenon::v1::VmOperationResponse> start(absl::Time received);
   absl::StatusOr<tenon::v1::VmOperationResponse> pause(absl::Time received);
   absl::StatusOr<tenon::v1::VmOperationResponse> resume(absl::Time received);
+  // Has mortise-vmm write the VM's state to `path` (checked by the caller). Legal in RUNNING and
+  // PAUSED; a running guest is held out for the copy only.
+  absl::StatusOr<tenon::v1::SnapshotVmResponse> snapshot(const std::string& path,
+                                                         absl::Time received);
   // Asks mortise-vmm to stop the guest and returns without waiting; destroy() then finds it
   // ending. Lets a shutdown stop every VM at once instead of one after another.
   void begin_stop();

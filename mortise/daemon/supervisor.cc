@@ -17,6 +17,7 @@
 #include "image_source.h"
 #include "kvm.h"
 #include "page_tables.h"
+#include "snapshot_source.h"
 #include "tenon/abi.h"
 #include "vmm_child.h"
 
@@ -232,14 +233,116 @@ absl::StatusOr<Supervisor::CpuChoice> Supervisor::choose_cpu(
   }
 }
 
+namespace {
+
+absl::Status check_channels(const tenon::v1::CreateVmRequest& request) {
+  if (request.channels().empty()) return absl::OkStatus();
+  if (request.channels_size() > static_cast<int>(tenon::abi::kIvcMaxChannels)) {
+    return absl::InvalidArgumentError(absl::StrCat("a VM has at most ", tenon::abi::kIvcMaxChannels,
+                                                   " channels, got ", request.channels_size()));
+  }
+  if (request.memory_bytes() > tenon::abi::kIvcWindowBase) {
+    return absl::InvalidArgumentError(absl::StrCat("a VM with channels has at most ",
+                                                   tenon::abi::kIvcWindowBase >> 20,
+                                                   " MiB of memory, got ", request.memory_bytes()));
+  }
+  std::set<std::string> names;
+  for (const tenon::v1::ChannelEndpoint& channel : request.channels()) {
+    if (absl::Status status = check_channel_name(channel.name()); !status.ok()) return status;
+    if (!names.insert(channel.name()).second) {
+      return absl::InvalidArgumentError(absl::StrCat("channel ", channel.name(), " named twice"));
+    }
+    if (channel.side() != tenon::v1::CHANNEL_SIDE_A &&
+        channel.side() != tenon::v1::CHANNEL_SIDE_B) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("channel ", channel.name(), ": side must be CHANNEL_SIDE_A or _B"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+uint32_t side_index(tenon::v1::ChannelSide side) {
+  return side == tenon::v1::CHANNEL_SIDE_B ? 1 : 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<IvcEndpointConfig>> Supervisor::acquire_channels(
+    const VmIdentity& identity) {
+  std::lock_guard lock(registry_mutex_);
+  std::map<std::string, std::shared_ptr<IvcChannel>> created;
+  for (const tenon::v1::ChannelEndpoint& channel : identity.channels) {
+    auto found = channels_.find(channel.name());
+    if (found == channels_.end()) {
+      absl::StatusOr<IvcChannel> fresh = IvcChannel::create(channel.name());
+      if (!fresh.ok()) return fresh.status();
+      created[channel.name()] = std::make_shared<IvcChannel>(std::move(*fresh));
+      continue;
+    }
+    const std::string& holder = found->second.holders[side_index(channel.side())];
+    if (!holder.empty()) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("side ", tenon::v1::ChannelSide_Name(channel.side()), " of channel ",
+                       channel.name(), " is held by VM ", holder));
+    }
+  }
+  // Nothing can fail from here on: take every side at once.
+  std::vector<IvcEndpointConfig> endpoints;
+  for (const tenon::v1::ChannelEndpoint& channel : identity.channels) {
+    ChannelHolders& entry = channels_[channel.name()];
+    if (entry.channel == nullptr) entry.channel = created[channel.name()];
+    entry.holders[side_index(channel.side())] = identity.name;
+    endpoints.push_back(entry.channel->endpoint(side_index(channel.side())));
+  }
+  return endpoints;
+}
+
 void Supervisor::release(const VmIdentity& identity) {
   memory_reserved_ -= identity.memory_bytes;
+  for (const tenon::v1::ChannelEndpoint& channel : identity.channels) {
+    auto found = channels_.find(channel.name());
+    if (found == channels_.end()) continue;
+    std::string& holder = found->second.holders[side_index(channel.side())];
+    if (holder == identity.name) holder.clear();
+    // The last endpoint gone: the region and doorbells go with it.
+    if (found->second.holders[0].empty() && found->second.holders[1].empty()) {
+      channels_.erase(found);
+    }
+  }
   if (!identity.vcpu_cpu) return;
   if (identity.cpu_policy == tenon::v1::CPU_POLICY_DEDICATED) {
     dedicated_cpus_.erase(*identity.vcpu_cpu);
   } else if (identity.cpu_policy == tenon::v1::CPU_POLICY_REALTIME) {
     if (--realtime_users_[*identity.vcpu_cpu] <= 0) realtime_users_.erase(*identity.vcpu_cpu);
   }
+}
+
+absl::StatusOr<Supervisor::CpuChoice> Supervisor::reserve(VmIdentity& identity,
+                                                          const tenon::v1::CpuRequest& request) {
+  std::lock_guard lock(registry_mutex_);
+  if (shutting_down_) return absl::UnavailableError("mortised is shutting down");
+  if (vms_.count(identity.name) != 0 || names_being_created_.count(identity.name) != 0) {
+    return absl::AlreadyExistsError(absl::StrCat("a VM named ", identity.name, " exists"));
+  }
+  const uint64_t memory = identity.memory_bytes;
+  if (memory > options_.guest_memory_budget - memory_reserved_) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("guest memory budget exceeded: ", memory, " bytes asked, ",
+                     options_.guest_memory_budget - memory_reserved_, " of ",
+                     options_.guest_memory_budget, " free"));
+  }
+  absl::StatusOr<CpuChoice> chosen = choose_cpu(request);
+  if (!chosen.ok()) return chosen.status();
+  identity.vcpu_cpu = chosen->vcpu_cpu;
+  identity.placement_note = chosen->note;
+  memory_reserved_ += memory;
+  if (chosen->vcpu_cpu && identity.cpu_policy == tenon::v1::CPU_POLICY_DEDICATED) {
+    dedicated_cpus_.insert(*chosen->vcpu_cpu);
+  } else if (chosen->vcpu_cpu && identity.cpu_policy == tenon::v1::CPU_POLICY_REALTIME) {
+    ++realtime_users_[*chosen->vcpu_cpu];
+  }
+  names_being_created_.insert(identity.name);
+  return chosen;
 }
 
 absl::StatusOr<tenon::v1::VmOperationResponse> Supervisor::create_vm(
@@ -263,6 +366,7 @@ absl::StatusOr<tenon::v1::VmOperationResponse> Supervisor::create_vm(
   if (request.app_run_time().seconds() < 0 || request.app_run_time().nanos() < 0) {
     return absl::InvalidArgumentError("app_run_time must not be negative");
   }
+  if (absl::Status status = check_channels(request); !status.ok()) return status;
   if (!kvm_unavailable_reason_.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("KVM is unavailable on this host: ", kvm_unavailable_reason_));
@@ -279,37 +383,23 @@ absl::StatusOr<tenon::v1::VmOperationResponse> Supervisor::create_vm(
                             ? tenon::v1::CPU_POLICY_ANYWHERE
                             : request.cpu().policy();
   identity.create_time = received;
-  CpuChoice cpu;
-  {
-    std::lock_guard lock(registry_mutex_);
-    if (shutting_down_) return absl::UnavailableError("mortised is shutting down");
-    if (vms_.count(request.name()) != 0 || names_being_created_.count(request.name()) != 0) {
-      return absl::AlreadyExistsError(absl::StrCat("a VM named ", request.name(), " exists"));
-    }
-    if (memory > options_.guest_memory_budget - memory_reserved_) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("guest memory budget exceeded: ", memory, " bytes asked, ",
-                       options_.guest_memory_budget - memory_reserved_, " of ",
-                       options_.guest_memory_budget, " free"));
-    }
-    absl::StatusOr<CpuChoice> chosen = choose_cpu(request.cpu());
-    if (!chosen.ok()) return chosen.status();
-    cpu = *chosen;
-    identity.vcpu_cpu = cpu.vcpu_cpu;
-    identity.placement_note = cpu.note;
-    memory_reserved_ += memory;
-    if (cpu.vcpu_cpu && identity.cpu_policy == tenon::v1::CPU_POLICY_DEDICATED) {
-      dedicated_cpus_.insert(*cpu.vcpu_cpu);
-    } else if (cpu.vcpu_cpu && identity.cpu_policy == tenon::v1::CPU_POLICY_REALTIME) {
-      ++realtime_users_[*cpu.vcpu_cpu];
-    }
-    names_being_created_.insert(request.name());
-  }
+  absl::StatusOr<CpuChoice> reserved = reserve(identity, request.cpu());
+  if (!reserved.ok()) return reserved.status();
+  const CpuChoice cpu = *reserved;
   auto give_back = [&] {
     std::lock_guard lock(registry_mutex_);
     release(identity);
     names_being_created_.erase(identity.name);
   };
+  VmIdentity with_channels = identity;
+  with_channels.channels.assign(request.channels().begin(), request.channels().end());
+  absl::StatusOr<std::vector<IvcEndpointConfig>> channel_endpoints =
+      acquire_channels(with_channels);
+  if (!channel_endpoints.ok()) {
+    give_back();
+    return channel_endpoints.status();
+  }
+  identity.channels = std::move(with_channels.channels);  // held now: give_back releases them
 
   VmmLaunch launch;
   launch.vmm_binary = options_.vmm_binary;
@@ -324,6 +414,7 @@ absl::StatusOr<tenon::v1::VmOperationResponse> Supervisor::create_vm(
   launch.vcpu_cpu = cpu.vcpu_cpu;
   launch.rt_priority = cpu.rt_priority;
   launch.console_buffer_bytes = options_.vmm_console_buffer_bytes;
+  launch.channels = *channel_endpoints;
   absl::StatusOr<std::unique_ptr<VmmChild>> child = VmmChild::spawn(std::move(launch));
   if (!child.ok()) {
     give_back();
@@ -382,17 +473,81 @@ absl::StatusOr<tenon::v1::VmOperationResponse> Supervisor::destroy_vm(const std:
 
 absl::StatusOr<tenon::v1::SnapshotVmResponse> Supervisor::snapshot_vm(
     const tenon::v1::SnapshotVmRequest& request) {
-  if (absl::StatusOr<std::shared_ptr<ManagedVm>> vm = find(request.name()); !vm.ok()) {
-    return vm.status();
-  }
-  return absl::UnimplementedError(
-      "Snapshot is not implemented yet: it arrives with Mortise's snapshot library");
+  const absl::Time received = absl::Now();
+  absl::StatusOr<std::shared_ptr<ManagedVm>> vm = find(request.name());
+  if (!vm.ok()) return vm.status();
+  absl::StatusOr<std::string> target =
+      resolve_snapshot_target(request.path(), options_.snapshot_directory);
+  if (!target.ok()) return target.status();
+  absl::StatusOr<tenon::v1::SnapshotVmResponse> written = (*vm)->snapshot(*target, received);
+  if (written.ok()) written->set_path(request.path());
+  return written;
 }
 
 absl::StatusOr<tenon::v1::VmOperationResponse> Supervisor::restore_vm(
-    const tenon::v1::RestoreVmRequest&) {
-  return absl::UnimplementedError(
-      "Restore is not implemented yet: it arrives with Mortise's snapshot library");
+    const tenon::v1::RestoreVmRequest& request) {
+  const absl::Time received = absl::Now();
+  if (absl::Status status = check_name(request.name()); !status.ok()) return status;
+  if (request.cpu().rt_priority() > 99) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rt_priority must be 0 to 99, got ", request.cpu().rt_priority()));
+  }
+  // The file is checked completely, and its digest compared, before KVM or a process is touched.
+  absl::StatusOr<ResolvedSnapshot> snapshot = read_snapshot(request, options_.snapshot_directory);
+  if (!snapshot.ok()) return snapshot.status();
+  if (!kvm_unavailable_reason_.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("KVM is unavailable on this host: ", kvm_unavailable_reason_));
+  }
+
+  VmIdentity identity;
+  identity.name = request.name();
+  identity.uid = new_uid();
+  identity.run_id = snapshot->run_id.empty() ? identity.uid : snapshot->run_id;
+  identity.image_digest = snapshot->image_digest;
+  identity.memory_bytes = snapshot->memory_bytes;
+  identity.cpu_policy = request.cpu().policy() == tenon::v1::CPU_POLICY_UNSPECIFIED
+                            ? tenon::v1::CPU_POLICY_ANYWHERE
+                            : request.cpu().policy();
+  identity.create_time = received;
+  absl::StatusOr<CpuChoice> reserved = reserve(identity, request.cpu());
+  if (!reserved.ok()) return reserved.status();
+  const CpuChoice cpu = *reserved;
+  auto give_back = [&] {
+    std::lock_guard lock(registry_mutex_);
+    release(identity);
+    names_being_created_.erase(identity.name);
+  };
+
+  VmmLaunch launch;
+  launch.vmm_binary = options_.vmm_binary;
+  launch.name = identity.name;
+  launch.image = std::move(snapshot->memfd);
+  launch.source = VmmSource::kSnapshot;
+  launch.memory_bytes = identity.memory_bytes;
+  launch.cpu_policy = identity.cpu_policy;
+  launch.management_cpus = options_.partition.management_cpus;
+  launch.vcpu_cpu = cpu.vcpu_cpu;
+  launch.rt_priority = cpu.rt_priority;
+  launch.console_buffer_bytes = options_.vmm_console_buffer_bytes;
+  absl::StatusOr<std::unique_ptr<VmmChild>> child = VmmChild::spawn(std::move(launch));
+  if (!child.ok()) {
+    give_back();
+    return child.status();
+  }
+  auto vm = std::make_shared<ManagedVm>(identity, options_.console_ring_bytes, options_.timeouts);
+  absl::StatusOr<tenon::v1::VmOperationResponse> restored =
+      vm->launch(std::move(*child), *monitor_, received, VmmSource::kSnapshot);
+  if (!restored.ok()) {
+    give_back();
+    return as_create_status(restored.status());
+  }
+  {
+    std::lock_guard lock(registry_mutex_);
+    names_being_created_.erase(identity.name);
+    vms_[identity.name] = vm;
+  }
+  return restored;
 }
 
 tenon::v1::ListVmsResponse Supervisor::list_vms() {
@@ -504,6 +659,7 @@ tenon::v1::HostInfo Supervisor::host_info() const {
     info.set_guest_memory_free_bytes(options_.guest_memory_budget - memory_reserved_);
   }
   info.set_tsc_frequency_khz(tsc_frequency_khz_);
+  info.set_snapshot_directory(options_.snapshot_directory);
   return info;
 }
 

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "child_monitor.h"
+#include "ivc_channel.h"
 #include "managed_vm.h"
 #include "placement.h"
 #include "tenon/v1/mortise.pb.h"
@@ -73,11 +74,25 @@ class Supervisor {
     uint32_t rt_priority = 0;
     std::string note;
   };
+  // Claims the name, memory and CPU for a VM about to be created or restored (filling in
+  // identity's placement); give it back with release() and by erasing the name from
+  // names_being_created_.
+  absl::StatusOr<CpuChoice> reserve(VmIdentity& identity, const tenon::v1::CpuRequest& request);
   // Under registry_mutex_.
   absl::StatusOr<CpuChoice> choose_cpu(const tenon::v1::CpuRequest& request) const;
   void release(const VmIdentity& identity);  // under registry_mutex_
   absl::StatusOr<std::shared_ptr<ManagedVm>> find(const std::string& name) const;
   std::vector<std::shared_ptr<ManagedVm>> all_vms() const;
+  // Takes the sides of identity.channels for identity.name, creating channels nobody holds yet;
+  // ALREADY_EXISTS when a side is held by another VM (nothing is taken then). release() gives
+  // them back. The descriptors stay valid while the sides are held.
+  absl::StatusOr<std::vector<IvcEndpointConfig>> acquire_channels(const VmIdentity& identity);
+
+  // An inter-VM channel of this host and the VMs holding its two sides ("" for a free side).
+  struct ChannelHolders {
+    std::shared_ptr<IvcChannel> channel;
+    std::string holders[2];
+  };
 
   const SupervisorOptions options_;
   std::unique_ptr<ChildMonitor> monitor_;
@@ -91,6 +106,7 @@ class Supervisor {
   uint64_t memory_reserved_ = 0;
   std::map<int, int> realtime_users_;  // shared real-time VMs per CPU
   std::set<int> dedicated_cpus_;
+  std::map<std::string, ChannelHolders> channels_;  // while one side is held
   bool shutting_down_ = false;
 };
 

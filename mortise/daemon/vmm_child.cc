@@ -80,6 +80,20 @@ absl::StatusOr<std::unique_ptr<VmmChild>> VmmChild::spawn(VmmLaunch launch) {
   if (!theirs.ok()) return theirs.status();
   absl::StatusOr<FileDescriptor> image = duplicate_high(launch.image.get());
   if (!image.ok()) return image.status();
+  // Channel descriptors go to 5, 6, 7, ...: their sources are first moved above that range.
+  const int first_channel_fd = kChildImageFd + 1;
+  const int channel_fd_end = first_channel_fd + 3 * static_cast<int>(launch.channels.size());
+  std::vector<FileDescriptor> channel_fds;
+  for (const IvcEndpointConfig& channel : launch.channels) {
+    for (int fd : {channel.region_fd, channel.ring_fd, channel.doorbell_fd}) {
+      FileDescriptor high(fcntl(fd, F_DUPFD_CLOEXEC, channel_fd_end));
+      if (!high.valid()) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("cannot duplicate a channel descriptor: ", std::strerror(errno)));
+      }
+      channel_fds.push_back(std::move(high));
+    }
+  }
 
   std::vector<std::string> arguments = {
       launch.vmm_binary,
@@ -87,7 +101,7 @@ absl::StatusOr<std::unique_ptr<VmmChild>> VmmChild::spawn(VmmLaunch launch) {
       launch.name,
       "--control-fd",
       std::to_string(kChildControlFd),
-      "--image-fd",
+      launch.source == VmmSource::kSnapshot ? "--snapshot-fd" : "--image-fd",
       std::to_string(kChildImageFd),
       "--memory",
       std::to_string(launch.memory_bytes),
@@ -110,6 +124,12 @@ absl::StatusOr<std::unique_ptr<VmmChild>> VmmChild::spawn(VmmLaunch launch) {
     arguments.push_back("--vcpu-cpu");
     arguments.push_back(std::to_string(*launch.vcpu_cpu));
   }
+  for (size_t i = 0; i < launch.channels.size(); ++i) {
+    const int base = first_channel_fd + 3 * static_cast<int>(i);
+    arguments.push_back("--ivc-channel");
+    arguments.push_back(absl::StrCat(launch.channels[i].name, ":", launch.channels[i].side, ":",
+                                     base, ":", base + 1, ":", base + 2));
+  }
   std::vector<char*> argv;
   for (std::string& argument : arguments) argv.push_back(argument.data());
   argv.push_back(nullptr);
@@ -120,6 +140,10 @@ absl::StatusOr<std::unique_ptr<VmmChild>> VmmChild::spawn(VmmLaunch launch) {
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, theirs->get(), kChildControlFd);
   posix_spawn_file_actions_adddup2(&actions, image->get(), kChildImageFd);
+  for (size_t i = 0; i < channel_fds.size(); ++i) {
+    posix_spawn_file_actions_adddup2(&actions, channel_fds[i].get(),
+                                     first_channel_fd + static_cast<int>(i));
+  }
   posix_spawnattr_t attributes;
   posix_spawnattr_init(&attributes);
   // mortised blocks its shutdown signals in every thread to take them with sigwait; the child

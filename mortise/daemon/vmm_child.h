@@ -11,16 +11,22 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "ivc_channel.h"
 #include "kvm.h"
 #include "tenon/v1/mortise.pb.h"
 #include "tenon/v1/vmm.pb.h"
 
 namespace mortise {
 
+// What the child loads from the memfd it is handed: an image to boot, or a snapshot to restore
+// (paused).
+enum class VmmSource { kImage, kSnapshot };
+
 struct VmmLaunch {
   std::string vmm_binary;
   std::string name;
-  FileDescriptor image;  // a sealed memfd holding the image; handed to the child
+  FileDescriptor image;  // a sealed memfd holding the image or snapshot; handed to the child
+  VmmSource source = VmmSource::kImage;
   uint64_t memory_bytes = 0;
   uint64_t stack_bytes = 0;
   uint64_t app_run_ns = 0;
@@ -29,6 +35,9 @@ struct VmmLaunch {
   std::optional<int> vcpu_cpu;
   uint32_t rt_priority = 0;
   size_t console_buffer_bytes = 64 << 10;
+  // Inter-VM channel endpoints (borrowed descriptors, open until spawn returns): the child gets
+  // each one's region, ring and doorbell as descriptors 5 + 3i, 6 + 3i and 7 + 3i.
+  std::vector<IvcEndpointConfig> channels;
 };
 
 class VmmChild {

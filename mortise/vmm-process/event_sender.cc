@@ -38,6 +38,12 @@ void EventSender::send(tenon::v1::VmmEvent event) {
   work_available_.notify_one();
 }
 
+void EventSender::set_console_offset(uint64_t offset) {
+  std::lock_guard lock(mutex_);
+  console_total_ = offset;
+  console_pending_offset_ = offset;
+}
+
 void EventSender::write(std::span<const uint8_t> bytes) {
   {
     std::lock_guard lock(mutex_);

@@ -32,6 +32,9 @@ class EventSender final : public ConsoleSink {
   // socket. Dropped bytes still count toward the offset, so mortised sees the gap.
   void write(std::span<const uint8_t> bytes) override;
   uint64_t console_bytes() const;
+  // Makes the guest's console output continue at `offset` (a restored instance); call before the
+  // guest runs.
+  void set_console_offset(uint64_t offset);
   // Waits until everything queued so far is written; false when `timeout` passed first or the
   // channel broke.
   bool flush(std::chrono::milliseconds timeout);

@@ -64,6 +64,16 @@ tenon::v1::InstanceTelemetry telemetry_to_wire(const TelemetrySnapshot& snapshot
     summary_to_wire(task.release_latency, entry->mutable_release_latency_summary());
     summary_to_wire(task.response_time, entry->mutable_response_time_summary());
   }
+  for (const ChannelSummary& channel : snapshot.channels) {
+    tenon::v1::ChannelTelemetry* entry = wire.add_channels();
+    entry->set_name(channel.name);
+    entry->set_messages_sent(channel.messages_sent);
+    entry->set_messages_received(channel.messages_received);
+    entry->set_send_full(channel.send_full);
+    entry->set_peer_errors(channel.peer_errors);
+    entry->set_doorbells_sent(channel.doorbells_sent);
+    entry->set_doorbells_received(channel.doorbells_received);
+  }
   return wire;
 }
 

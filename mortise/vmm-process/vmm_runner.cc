@@ -30,7 +30,9 @@
 #include "instance.h"
 #include "kvm.h"
 #include "placement.h"
+#include "snapshot_file.h"
 #include "telemetry_wire.h"
+#include "tenon/abi.h"
 
 namespace mortise {
 namespace {
@@ -44,6 +46,8 @@ constexpr auto kVcpuReactionLimit = std::chrono::seconds(5);
 // How long the final events may take to leave before the process exits anyway.
 constexpr auto kFinalFlushLimit = std::chrono::seconds(5);
 constexpr int kTelemetryReadAttempts = 100;
+// How often a snapshot pauses a running guest to find it outside a telemetry update.
+constexpr int kSnapshotPauseAttempts = 20;
 
 google::protobuf::Duration to_duration(Clock::duration duration) {
   return TimeUtil::NanosecondsToDuration(
@@ -82,6 +86,9 @@ class VmmRunner {
   void handle_start(uint64_t request_id);
   void handle_pause(uint64_t request_id);
   void handle_resume(uint64_t request_id);
+  void handle_snapshot(uint64_t request_id, const tenon::v1::VmmSnapshot& command);
+  // Reads, checks and restores the snapshot of options_.snapshot_fd.
+  absl::StatusOr<std::unique_ptr<Instance>> restore_instance(const Kvm& kvm);
   void request_stop(std::string cause);
   void fail(uint64_t request_id, const absl::Status& status);
   // Waits (spinning: the vCPU thread reacts within microseconds) until `condition` holds.
@@ -106,6 +113,7 @@ class VmmRunner {
   uint64_t start_request_id_ = 0;
   Clock::time_point start_received_;
   std::atomic<bool> vcpu_started_{false};
+  bool restored_ = false;  // from a snapshot: starts paused, is resumed instead of started
   std::atomic<bool> vcpu_finished_{false};
   std::atomic<bool> finishing_{false};  // the main thread is shutting the process down
   std::mutex telemetry_mutex_;          // the control and main threads both sample
@@ -226,6 +234,96 @@ void VmmRunner::handle_resume(uint64_t request_id) {
   sender_.send(std::move(event));
 }
 
+void VmmRunner::handle_snapshot(uint64_t request_id, const tenon::v1::VmmSnapshot& command) {
+  const Clock::time_point received = Clock::now();
+  if (!vcpu_started_.load() || vcpu_finished_.load()) {
+    fail(request_id,
+         absl::FailedPreconditionError(vcpu_finished_.load() ? "the guest has stopped"
+                                                             : "the guest has not started"));
+    return;
+  }
+  // Commands are handled one at a time on this thread, so nothing pauses or resumes meanwhile.
+  const bool was_running = !instance_->paused();
+  Clock::time_point paused_at = received;
+  // A guest caught in the middle of a telemetry update is let run on for a moment, so that the
+  // restored instance's telemetry is readable while it is still paused.
+  for (int attempt = 0; was_running && attempt < kSnapshotPauseAttempts; ++attempt) {
+    if (attempt > 0) {
+      instance_->resume();
+      wait_for_vcpu([&] { return !instance_->paused() || vcpu_finished_.load(); });
+      sched_yield();
+    }
+    instance_->pause();
+    if (!wait_for_vcpu([&] { return instance_->paused() || vcpu_finished_.load(); })) {
+      fail(request_id, absl::DeadlineExceededError("the vCPU did not leave the guest"));
+      return;
+    }
+    if (vcpu_finished_.load()) {
+      fail(request_id, absl::FailedPreconditionError("the guest has stopped"));
+      return;
+    }
+    paused_at = Clock::now();
+    if (!instance_->telemetry_mid_update()) break;
+  }
+  SnapshotLabels labels;
+  labels.run_id = command.run_id();
+  labels.image_digest = command.image_digest();
+  labels.vm_name = command.vm_name();
+  labels.console_offset = sender_.console_bytes();
+  // Only the copy holds the guest out; hashing and writing happen while it runs again.
+  absl::StatusOr<std::unique_ptr<SnapshotCapture>> captured = instance_->capture(labels);
+  Clock::duration pause_duration = Clock::duration::zero();
+  if (was_running) {
+    instance_->resume();
+    if (!wait_for_vcpu([&] { return !instance_->paused() || vcpu_finished_.load(); })) {
+      log("the vCPU did not return to the guest after a snapshot");
+    }
+    pause_duration = Clock::now() - paused_at;
+  }
+  absl::StatusOr<snapshot::Written> written =
+      captured.ok()
+          ? write_snapshot_file(command.path(),
+                                [&](const snapshot::Sink& sink) {
+                                  return snapshot::write_snapshot((*captured)->contents(), sink);
+                                })
+          : absl::StatusOr<snapshot::Written>(captured.status());
+  if (!written.ok()) {
+    fail(request_id, written.status());
+    return;
+  }
+  tenon::v1::VmmEvent event;
+  event.set_request_id(request_id);
+  tenon::v1::VmmSnapshotWritten* answer = event.mutable_snapshotted();
+  answer->set_path(command.path());
+  answer->set_size_bytes(written->size_bytes);
+  answer->set_digest(written->digest);
+  *answer->mutable_latency() = to_duration(Clock::now() - received);
+  *answer->mutable_pause_duration() = to_duration(pause_duration);
+  sender_.send(std::move(event));
+}
+
+absl::StatusOr<std::unique_ptr<Instance>> VmmRunner::restore_instance(const Kvm& kvm) {
+  absl::StatusOr<std::vector<uint8_t>> bytes = read_snapshot_fd(options_.snapshot_fd);
+  if (!bytes.ok()) return bytes.status();
+  // mortised checked the file too; this process trusts nobody either.
+  absl::StatusOr<snapshot::Snapshot> parsed =
+      snapshot::parse_snapshot(*bytes, tenon::abi::kVersion);
+  if (!parsed.ok()) return parsed.status();
+  if (options_.memory_bytes != 0 && parsed->memory_bytes != options_.memory_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the snapshot has ", parsed->memory_bytes,
+                                                   " bytes of guest memory, --memory says ",
+                                                   options_.memory_bytes));
+  }
+  const ExitControl exit_control = options_.cpu_policy == tenon::v1::CPU_POLICY_DEDICATED
+                                       ? ExitControl::kLowLatency
+                                       : ExitControl::kDefault;
+  absl::StatusOr<std::unique_ptr<Instance>> instance =
+      Instance::restore(kvm, *parsed, exit_control, sender_);
+  if (!instance.ok()) return instance.status();
+  sender_.set_console_offset(parsed->machine.console_offset);
+  return instance;
+}
+
 void VmmRunner::request_stop(std::string cause) {
   {
     std::lock_guard lock(mutex_);
@@ -255,6 +353,9 @@ void VmmRunner::handle(const tenon::v1::VmmCommand& command) {
       return;
     case tenon::v1::VmmCommand::kGetTelemetry:
       sender_.send(telemetry_event(id));
+      return;
+    case tenon::v1::VmmCommand::kSnapshot:
+      handle_snapshot(id, command.snapshot());
       return;
     case tenon::v1::VmmCommand::COMMAND_NOT_SET:
       break;
@@ -308,12 +409,27 @@ int VmmRunner::run() {
   config.memory_bytes = options_.memory_bytes;
   config.stack_bytes = options_.stack_bytes;
   config.app_run_ns = options_.app_run_ns;
+  config.channels = options_.channels;
   config.exit_control = options_.cpu_policy == tenon::v1::CPU_POLICY_DEDICATED
                             ? ExitControl::kLowLatency
                             : ExitControl::kDefault;
-  absl::StatusOr<std::unique_ptr<Instance>> instance =
-      Instance::create(*kvm, config, sender_, start_.tsc);
+  absl::StatusOr<std::unique_ptr<Instance>> instance;
+  if (options_.snapshot_fd >= 0) {
+    instance = restore_instance(*kvm);
+    close(options_.snapshot_fd);
+    restored_ = true;
+    // Resumed, never started; it counts as started for pause and snapshot.
+    vcpu_started_.store(true);
+    std::lock_guard lock(mutex_);
+    start_requested_ = true;
+  } else {
+    instance = Instance::create(*kvm, config, sender_, start_.tsc);
+  }
   if (options_.image_fd >= 0) close(options_.image_fd);
+  // The VM and the region mapping hold their own references to the channel descriptors.
+  for (const IvcEndpointConfig& channel : options_.channels) {
+    for (int fd : {channel.region_fd, channel.ring_fd, channel.doorbell_fd}) close(fd);
+  }
   if (!instance.ok()) return fail_creation(instance.status());
   instance_ = std::move(*instance);
   tsc_khz_ = instance_->boot_timing().tsc_khz;
@@ -347,7 +463,10 @@ int VmmRunner::run() {
       changed_.wait(lock, [&] { return start_requested_ || stop_requested_; });
       start = start_requested_ && !stop_requested_;
     }
-    if (start) {
+    if (start && restored_) {
+      // Parked in run() until mortised resumes it.
+      reason = instance_->run(std::nullopt);
+    } else if (start) {
       vcpu_started_.store(true);
       tenon::v1::VmmEvent started;
       started.set_request_id(start_request_id_);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ivc_channel.h"
 #include "tenon/v1/mortise.pb.h"
 
 namespace mortise {
@@ -17,6 +18,9 @@ struct VmmOptions {
   int control_fd = -1;
   std::string image_path;
   int image_fd = -1;  // instead of image_path: read the image from this descriptor, then close it
+  // Instead of an image: restore the snapshot in this descriptor (then closed); the instance
+  // starts paused, and `memory_bytes` must match the snapshot's.
+  int snapshot_fd = -1;
   uint64_t memory_bytes = 0;
   uint64_t stack_bytes = 16 << 10;
   uint64_t app_run_ns = 0;
@@ -27,6 +31,7 @@ struct VmmOptions {
   std::optional<int> vcpu_cpu;
   int rt_priority = 0;  // SCHED_FIFO priority of the vCPU thread; 0: ordinary scheduling
   size_t console_buffer_bytes = 64 << 10;
+  std::vector<IvcEndpointConfig> channels;  // inter-VM channel endpoints (inherited descriptors)
 };
 
 struct ProcessStart {

@@ -87,6 +87,36 @@ constexpr uint64_t kMemoryTypeWriteBack = 6;
 
 uint64_t read_host_tsc() { return __rdtsc(); }
 
+absl::StatusOr<std::vector<IvcAttachment>> attach_channels(const InstanceConfig& config,
+                                                           uint64_t memory_size) {
+  std::vector<IvcAttachment> attachments;
+  if (config.channels.empty()) return attachments;
+  if (config.channels.size() > tenon::abi::kIvcMaxChannels) {
+    return absl::InvalidArgumentError(absl::StrCat("an instance has at most ",
+                                                   tenon::abi::kIvcMaxChannels, " channels, got ",
+                                                   config.channels.size()));
+  }
+  if (memory_size > tenon::abi::kIvcWindowBase) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("an instance with channels has at most %d bytes of memory (the channel "
+                        "window starts there), got %d",
+                        tenon::abi::kIvcWindowBase, memory_size));
+  }
+  for (size_t i = 0; i < config.channels.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (config.channels[i].name == config.channels[j].name) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("channel ", config.channels[i].name, " is named twice"));
+      }
+    }
+    absl::StatusOr<IvcAttachment> attachment =
+        IvcAttachment::map(config.channels[i], static_cast<uint32_t>(i));
+    if (!attachment.ok()) return attachment.status();
+    attachments.push_back(std::move(*attachment));
+  }
+  return attachments;
+}
+
 const char* exit_kind_name(ExitKind kind) {
   switch (kind) {
     case ExitKind::kGuestExit:
@@ -119,9 +149,14 @@ absl::StatusOr<std::unique_ptr<Instance>> Instance::create(const Kvm& kvm,
   if (!file.ok()) return file.status();
   absl::StatusOr<GuestMemory> memory = GuestMemory::create(config.memory_bytes);
   if (!memory.ok()) return memory.status();
+  absl::StatusOr<std::vector<IvcAttachment>> channels = attach_channels(config, memory->size());
+  if (!channels.ok()) return channels.status();
+  std::vector<MemorySlot> channel_slots;
+  for (const IvcAttachment& channel : *channels) channel_slots.push_back(channel.memory_slot());
   absl::StatusOr<VirtualMachine> vm =
-      VirtualMachine::create(kvm, memory->size(), memory->host_base());
+      VirtualMachine::create(kvm, memory->size(), memory->host_base(), channel_slots);
   if (!vm.ok()) return vm.status();
+  if (absl::Status status = wire_doorbells(kvm, *vm, *channels); !status.ok()) return status;
   uint32_t disabled_exits = 0;
   if (config.exit_control == ExitControl::kLowLatency) {
     disabled_exits = kvm.capabilities().disable_exits &
@@ -133,6 +168,7 @@ absl::StatusOr<std::unique_ptr<Instance>> Instance::create(const Kvm& kvm,
   std::unique_ptr<Instance> instance(
       new Instance(std::move(*memory), std::move(*vm), std::move(*vcpu), console));
   instance->disabled_exits_ = disabled_exits;
+  instance->channels_ = std::move(*channels);
   if (absl::Status status = instance->setup(kvm, *file, config, host_start_tsc); !status.ok()) {
     return status;
   }
@@ -172,6 +208,13 @@ absl::Status Instance::setup(const Kvm& kvm, const std::vector<uint8_t>& file,
   mappings.push_back({layout_.stack_bottom, layout_.stack_top - layout_.stack_bottom, kReadWrite});
   absl::StatusOr<uint64_t> cr3 = build_page_tables(memory_, layout_.page_tables, mappings);
   if (!cr3.ok()) return cr3.status();
+  if (!channels_.empty()) {
+    if (absl::Status status =
+            map_large_page(memory_, layout_.page_tables, tenon::abi::kIvcWindowBase, kReadWrite);
+        !status.ok()) {
+      return status;
+    }
+  }
 
   // The guest reads the host's TSC where KVM lets us set the offset, so boot timing and later
   // telemetry timestamps compare directly with host timestamps.
@@ -192,6 +235,10 @@ absl::Status Instance::setup(const Kvm& kvm, const std::vector<uint8_t>& file,
   boot_info.telemetry_address = tenon::abi::kTelemetryAddress;
   boot_info.host_start_tsc = host_start_tsc;
   boot_info.app_run_ns = config.app_run_ns;
+  boot_info.ivc_channel_count = static_cast<uint32_t>(channels_.size());
+  for (const IvcAttachment& channel : channels_) {
+    boot_info.ivc_channels[channel.index()] = channel.info();
+  }
   if (absl::Status status = memory_.write(tenon::abi::kBootInfoAddress, boot_info); !status.ok()) {
     return status;
   }
@@ -255,7 +302,7 @@ void Instance::resume() {
         memory_.read<tenon::abi::BootInfo>(tenon::abi::kBootInfoAddress);
     if (boot_info.ok()) {
       boot_info->resume_count++;
-      boot_info->last_resume_tsc = read_host_tsc();
+      boot_info->last_resume_tsc = read_host_tsc() + static_cast<uint64_t>(tsc_offset_);
       (void)memory_.write(tenon::abi::kBootInfoAddress, *boot_info);
     }
     pause_requested_.store(false);
@@ -284,6 +331,11 @@ ExitReason Instance::run(std::optional<std::chrono::nanoseconds> time_limit) {
   running_.store(true);
   // A signal raced with the flag above would be lost; immediate_exit covers that window.
   if (stop_requested_.load()) vcpu_.run_state()->immediate_exit = 1;
+  // A restored instance (or one paused before it ever ran) parks before entering the guest.
+  // (paused_ without pause_requested_: resumed before this thread got here; it clears paused_.)
+  if ((pause_requested_.load() || paused_.load()) && !wait_while_paused()) {
+    vcpu_.run_state()->immediate_exit = 1;
+  }
 
   std::mutex mutex;
   std::condition_variable finished;

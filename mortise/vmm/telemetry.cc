@@ -99,6 +99,22 @@ absl::StatusOr<TelemetrySnapshot> read_telemetry(const GuestMemory& memory, uint
     task.raw_response_time = entry.response_time;
     snapshot.tasks.push_back(std::move(task));
   }
+  const uint32_t channel_count = std::min(copy.ivc_channel_count, tenon::abi::kIvcMaxChannels);
+  for (uint32_t i = 0; i < channel_count; ++i) {
+    const tenon::abi::IvcChannelTelemetry& entry = copy.ivc_channels[i];
+    ChannelSummary channel;
+    for (char c : entry.name) {
+      if (c == '\0') break;
+      channel.name.push_back(c >= 0x20 && c < 0x7f ? c : '?');
+    }
+    channel.messages_sent = entry.messages_sent;
+    channel.messages_received = entry.messages_received;
+    channel.send_full = entry.send_full;
+    channel.peer_errors = entry.peer_errors;
+    channel.doorbells_sent = entry.doorbells_sent;
+    channel.doorbells_received = entry.doorbells_received;
+    snapshot.channels.push_back(std::move(channel));
+  }
   return snapshot;
 }
 

@@ -33,10 +33,22 @@ struct TaskSummary {
   tenon::abi::Histogram raw_response_time{};
 };
 
+// One inter-VM channel's counters as the guest publishes them (not under the seqlock).
+struct ChannelSummary {
+  std::string name;
+  uint64_t messages_sent = 0;
+  uint64_t messages_received = 0;
+  uint64_t send_full = 0;
+  uint64_t peer_errors = 0;
+  uint64_t doorbells_sent = 0;
+  uint64_t doorbells_received = 0;
+};
+
 struct TelemetrySnapshot {
   tenon::abi::SchedulerKind scheduler = tenon::abi::SchedulerKind::kNone;
   uint64_t gaps = 0;
   std::vector<TaskSummary> tasks;
+  std::vector<ChannelSummary> channels;
 };
 
 // UNAVAILABLE when the page has no valid header yet or the guest keeps it busy past a bounded

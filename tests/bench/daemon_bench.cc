@@ -6,6 +6,11 @@
 // timed at the gRPC client (end to end), inside mortised (VmOperationResponse.latency: request
 // receipt to new state) and inside mortise-vmm (OperationLatency.vmm_latency: command receipt
 // to the vCPU out of / on its way back into the guest).
+// B4 (second part: snapshot and restore) in the same run, against the pause/resume above as the
+// baseline: a running latency-probe of --snapshot-memory bytes is snapshotted (timed at the
+// client, inside mortised and inside mortise-vmm, with how long the guest was held out and the
+// file's size); each file is copied to a second mortised and restored there (timed at the
+// client and inside mortised), then resumed and destroyed.
 // B6: instances of idle-10ms (one 100 Hz task) are created and started until a target count,
 // a failure or a time limit; reported are how many are alive at once and what they cost the
 // host (mortised RSS, per-mortise-vmm RSS and PSS).
@@ -107,12 +112,145 @@ struct Options {
   std::string mortised;
   std::string image_directory;
   int iterations = 200;
+  int snapshot_iterations = 20;
+  uint64_t snapshot_memory = 1 << 20;
   int density_target = 1000;
   double density_time_limit_s = 600;
   std::string b4_policy = "realtime";
   uint32_t b4_rt_priority = 90;
   std::string b6_policy = "realtime";
 };
+
+double since(Clock::time_point start) {
+  return std::chrono::duration<double, std::nano>(Clock::now() - start).count();
+}
+
+nlohmann::json run_b4_snapshots(const Options& options) {
+  MortisedOptions daemon;
+  daemon.mortised_binary = options.mortised;
+  daemon.image_directory = options.image_directory;
+  absl::StatusOr<std::unique_ptr<MortisedProcess>> source = MortisedProcess::start(daemon);
+  if (!source.ok()) return {{"error", std::string(source.status().message())}};
+  absl::StatusOr<std::unique_ptr<MortisedProcess>> target = MortisedProcess::start(daemon);
+  if (!target.ok()) return {{"error", std::string(target.status().message())}};
+  auto& stub = (*source)->stub();
+  auto& target_stub = (*target)->stub();
+  const std::string source_directory = (*source)->directory() + "/state/snapshots";
+  const std::string target_directory = (*target)->directory() + "/state/snapshots";
+  const std::string name = "snap";
+  tenon::v1::CreateVmRequest create;
+  create.set_name(name);
+  create.set_image_path(options.image_directory + "/latency-probe.elf");
+  create.set_memory_bytes(options.snapshot_memory);
+  create.mutable_cpu()->set_policy(parse_policy(options.b4_policy));
+  create.mutable_cpu()->set_rt_priority(options.b4_rt_priority);
+  {
+    tenon::v1::VmOperationResponse created;
+    grpc::ClientContext context;
+    context.set_deadline(rpc_deadline());
+    grpc::Status status = stub.Create(&context, create, &created);
+    if (!status.ok()) return {{"error", status.error_message()}};
+    tenon::v1::StartVmRequest start;
+    start.set_name(name);
+    grpc::ClientContext start_context;
+    start_context.set_deadline(rpc_deadline());
+    status = stub.Start(&start_context, start, &created);
+    if (!status.ok()) return {{"error", status.error_message()}};
+  }
+  const auto warm_deadline = Clock::now() + std::chrono::seconds(30);
+  while (jobs(stub, name) < 100 && Clock::now() < warm_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+
+  std::vector<double> snapshot_client, snapshot_daemon, snapshot_vmm, snapshot_pause, size_bytes;
+  std::vector<double> restore_client, restore_daemon, resume_after_restore_client;
+  int failures = 0;
+  std::string first_failure;
+  auto failed = [&](const grpc::Status& status) {
+    if (failures++ == 0) first_failure = status.error_message();
+  };
+  for (int i = 0; i < options.snapshot_iterations; ++i) {
+    const uint64_t before = jobs(stub, name);
+    const auto run_deadline = Clock::now() + std::chrono::seconds(10);
+    while (jobs(stub, name) <= before && Clock::now() < run_deadline) {
+    }
+    const std::string file = absl::StrFormat("snap-%04d.snap", i);
+    tenon::v1::SnapshotVmRequest snapshot;
+    snapshot.set_name(name);
+    snapshot.set_path(source_directory + "/" + file);
+    tenon::v1::SnapshotVmResponse written;
+    grpc::ClientContext snapshot_context;
+    snapshot_context.set_deadline(rpc_deadline());
+    const auto snapshot_start = Clock::now();
+    grpc::Status status = stub.Snapshot(&snapshot_context, snapshot, &written);
+    const double snapshot_ns = since(snapshot_start);
+    if (!status.ok()) {
+      failed(status);
+      continue;
+    }
+    snapshot_client.push_back(snapshot_ns);
+    snapshot_daemon.push_back(nanoseconds(written.latency()));
+    snapshot_vmm.push_back(vmm_latency_of(written.vm(), tenon::v1::VM_OPERATION_SNAPSHOT));
+    snapshot_pause.push_back(nanoseconds(written.pause_duration()));
+    size_bytes.push_back(static_cast<double>(written.size_bytes()));
+
+    // The transfer to the other host is not part of either operation.
+    std::filesystem::copy_file(source_directory + "/" + file, target_directory + "/" + file);
+    std::filesystem::remove(source_directory + "/" + file);
+    const std::string copy = absl::StrFormat("copy-%04d", i);
+    tenon::v1::RestoreVmRequest restore;
+    restore.set_name(copy);
+    restore.set_path(target_directory + "/" + file);
+    restore.set_expected_digest(written.digest());
+    restore.mutable_cpu()->set_policy(parse_policy(options.b4_policy));
+    restore.mutable_cpu()->set_rt_priority(options.b4_rt_priority);
+    tenon::v1::VmOperationResponse restored;
+    grpc::ClientContext restore_context;
+    restore_context.set_deadline(rpc_deadline());
+    const auto restore_start = Clock::now();
+    status = target_stub.Restore(&restore_context, restore, &restored);
+    const double restore_ns = since(restore_start);
+    if (!status.ok()) {
+      failed(status);
+      continue;
+    }
+    restore_client.push_back(restore_ns);
+    restore_daemon.push_back(nanoseconds(restored.latency()));
+    tenon::v1::ResumeVmRequest resume;
+    resume.set_name(copy);
+    tenon::v1::VmOperationResponse resumed;
+    grpc::ClientContext resume_context;
+    resume_context.set_deadline(rpc_deadline());
+    const auto resume_start = Clock::now();
+    status = target_stub.Resume(&resume_context, resume, &resumed);
+    if (status.ok()) {
+      resume_after_restore_client.push_back(since(resume_start));
+    } else {
+      failed(status);
+    }
+    tenon::v1::DestroyVmRequest destroy;
+    destroy.set_name(copy);
+    grpc::ClientContext destroy_context;
+    destroy_context.set_deadline(rpc_deadline());
+    (void)target_stub.Destroy(&destroy_context, destroy, &resumed);
+    std::filesystem::remove(target_directory + "/" + file);
+  }
+  return {
+      {"unit", "ns"},
+      {"iterations", options.snapshot_iterations},
+      {"guest_memory_bytes", options.snapshot_memory},
+      {"failures", failures},
+      {"first_failure", first_failure},
+      {"snapshot",
+       {{"client_end_to_end", summarize(snapshot_client)},
+        {"mortised", summarize(snapshot_daemon)},
+        {"mortise_vmm", summarize(snapshot_vmm)},
+        {"guest_held_out", summarize(snapshot_pause)}}},
+      {"file_size_bytes", summarize(size_bytes)},
+      {"restore",
+       {{"client_end_to_end", summarize(restore_client)}, {"mortised", summarize(restore_daemon)}}},
+      {"resume_after_restore", {{"client_end_to_end", summarize(resume_after_restore_client)}}}};
+}
 
 nlohmann::json run_b4(const Options& options) {
   MortisedOptions daemon;
@@ -195,6 +333,7 @@ nlohmann::json run_b4(const Options& options) {
                              {"mortised", summarize(resume_daemon)},
                              {"mortise_vmm", summarize(resume_vmm)}}}};
   if (!first_failure.empty()) result["first_failure"] = first_failure;
+  if (options.snapshot_iterations > 0) result["snapshot_restore"] = run_b4_snapshots(options);
   if (std::optional<tenon::v1::Vm> vm = get(stub, name, true);
       vm && vm->telemetry().tasks_size() > 0) {
     const auto& task = vm->telemetry().tasks(0);
@@ -336,6 +475,12 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--iterations", options.iterations, "B4: pause/resume pairs")
       ->capture_default_str();
+  app.add_option("--snapshot-iterations", options.snapshot_iterations,
+                 "B4: snapshot/restore rounds (0: none)")
+      ->capture_default_str();
+  app.add_option("--snapshot-memory", options.snapshot_memory,
+                 "B4: guest memory of the snapshotted instance, bytes")
+      ->capture_default_str();
   app.add_option("--density-target", options.density_target, "B6: instances to create")
       ->capture_default_str();
   app.add_option("--density-time-limit", options.density_time_limit_s,
@@ -387,6 +532,36 @@ int main(int argc, char** argv) {
                       absl::StrFormat("%s %s", operation, where).c_str(),
                       stats["min"].get<double>() / 1e3, stats["p50"].get<double>() / 1e3,
                       stats["p99"].get<double>() / 1e3, stats["max"].get<double>() / 1e3);
+        }
+      }
+      if (b4.contains("snapshot_restore")) {
+        const nlohmann::json& snapshots = b4["snapshot_restore"];
+        if (snapshots.contains("error")) {
+          std::printf("B4 snapshot/restore failed: %s\n",
+                      snapshots["error"].get<std::string>().c_str());
+        } else {
+          auto row = [](const std::string& label, const nlohmann::json& stats) {
+            if (stats.is_null()) return;
+            std::printf("%-34s %10.1f %10.1f %10.1f %10.1f\n", label.c_str(),
+                        stats["min"].get<double>() / 1e3, stats["p50"].get<double>() / 1e3,
+                        stats["p99"].get<double>() / 1e3, stats["max"].get<double>() / 1e3);
+          };
+          for (const char* where :
+               {"client_end_to_end", "mortised", "mortise_vmm", "guest_held_out"}) {
+            if (snapshots["snapshot"].contains(where)) {
+              row(std::string("snapshot ") + where, snapshots["snapshot"][where]);
+            }
+          }
+          for (const char* where : {"client_end_to_end", "mortised"}) {
+            row(std::string("restore ") + where, snapshots["restore"][where]);
+          }
+          row("resume after restore client",
+              snapshots["resume_after_restore"]["client_end_to_end"]);
+          if (!snapshots["file_size_bytes"].is_null()) {
+            std::printf("snapshot file: %.0f bytes (p50), %d failures\n",
+                        snapshots["file_size_bytes"]["p50"].get<double>(),
+                        snapshots["failures"].get<int>());
+          }
         }
       }
     }

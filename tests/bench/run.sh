@@ -31,3 +31,11 @@ command="make bench BENCH_RUNS=$runs"
 "$build_dir/bin/fleet_bench" --controller "$build_dir/bin/tenon-controller" \
   --agents "${BENCH_FLEET_SIZES:-100,1000,10000}" --output "$out_dir/fleet-$stamp.json" \
   --commit "$commit" --command "$command BENCH_FLEET_SIZES=${BENCH_FLEET_SIZES:-100,1000,10000}"
+
+# B5: BENCH_IVC_MILLION=1 adds a million messages streamed between the guests (minutes under
+# nested KVM).
+ivc_million=()
+if [ "${BENCH_IVC_MILLION:-0}" = 1 ]; then ivc_million=(--million); fi
+"$build_dir/bin/ivc_bench" --image-dir "$build_dir/images" "${ivc_million[@]}" \
+  --output "$out_dir/ivc-$stamp.json" --commit "$commit" \
+  --command "$command BENCH_IVC_MILLION=${BENCH_IVC_MILLION:-0}"

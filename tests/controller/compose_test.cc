@@ -85,6 +85,29 @@ TEST(ComposeTest, HelloCarriesNoSchedulerCode) {
   EXPECT_FALSE(composition->schedulability.analysed);
 }
 
+// Inter-VM channels: an app that needs ivc gets the guest library and Mortise's channel support;
+// an app that does not carries none of its code.
+TEST(ComposeTest, AppThatNeedsIvcGetsTheIvcLibraryAndMortiseChannels) {
+  absl::StatusOr<Composition> composition =
+      compose_example("sensor.app.yaml", "edge-small.device.yaml");
+  ASSERT_TRUE(composition.ok()) << composition.status();
+  EXPECT_THAT(library_names(*composition), ::testing::Contains("ivc"));
+  std::vector<std::string> host;
+  for (const ChosenLibrary& library : composition->mortise_libraries) host.push_back(library.name);
+  EXPECT_THAT(host, ::testing::Contains("ivc"));
+}
+
+TEST(ComposeTest, AppWithoutIvcNeedCarriesNoIvcCode) {
+  for (const char* app : {"hello.app.yaml", "control-loop.app.yaml", "latency-probe.app.yaml"}) {
+    absl::StatusOr<Composition> composition = compose_example(app, "edge-small.device.yaml");
+    ASSERT_TRUE(composition.ok()) << app << ": " << composition.status();
+    EXPECT_THAT(library_names(*composition), ::testing::Not(::testing::Contains("ivc"))) << app;
+    for (const ChosenLibrary& library : composition->mortise_libraries) {
+      EXPECT_NE(library.name, "ivc") << app;
+    }
+  }
+}
+
 TEST(ComposeTest, PicksTheSmallerSchedulerWhenBothMeetTheDeadlines) {
   absl::StatusOr<Composition> composition =
       compose_example("latency-probe.app.yaml", "edge-small.device.yaml");
@@ -163,9 +186,9 @@ TEST(RefusalTest, UnsatisfiableNeedNamesTheMissingFeature) {
 
 TEST(RefusalTest, UnknownCapability) {
   AppSpec app = load_app("hello.app.yaml");
-  app.needs.push_back("ivc");
+  app.needs.push_back("multi-process");  // not in the catalog (yet)
   expect_refusal(compose(real_catalog(), app, load_device("edge-small.device.yaml")),
-                 "'ivc': (none) no library in the catalog provides it");
+                 "'multi-process': (none) no library in the catalog provides it");
 }
 
 TEST(RefusalTest, ConflictingLibraries) {
@@ -205,6 +228,13 @@ TEST(RefusalTest, MissingMortiseLibrary) {
   expect_refusal(compose(real_catalog(), load_app("hello.app.yaml"), device),
                  "needs hypervisor capability 'elf-loader' (Mortise library loader), which "
                  "device edge-small's Mortise does not have");
+}
+
+TEST(RefusalTest, IvcAppOnADeviceWhoseMortiseHasNoChannels) {
+  DeviceProfile device = load_device("edge-small.device.yaml");
+  device.mortise_libraries = {"console", "hypercall", "kvm", "loader", "memory", "pagetable"};
+  expect_refusal(compose(real_catalog(), load_app("ivc-control.app.yaml"), device),
+                 "needs hypervisor capability 'ivc-channels' (Mortise library ivc)");
 }
 
 TEST(RefusalTest, GuestAbiMismatch) {

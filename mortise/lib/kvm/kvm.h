@@ -6,7 +6,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -60,12 +62,37 @@ class Kvm {
   std::shared_ptr<kvm_cpuid2> supported_cpuid_;
 };
 
+// A further guest-physical range backed by host memory (memory slot 1 and up).
+struct MemorySlot {
+  uint32_t slot = 0;
+  uint64_t guest_address = 0;
+  uint64_t size = 0;
+  void* host_address = nullptr;
+};
+
+// A message-signalled interrupt route: raising `gsi` delivers `vector` to the local APIC whose
+// ID is `apic_id` (fixed delivery, edge triggered).
+struct MsiRoute {
+  uint32_t gsi = 0;
+  uint32_t apic_id = 0;
+  uint32_t vector = 0;
+};
+
 class VirtualMachine {
  public:
   // Creates a VM whose guest-physical [0, memory_size) is backed by host memory at
-  // `host_address`, with the in-kernel irqchip where available.
+  // `host_address`, with the in-kernel irqchip where available. `extra_slots` are registered
+  // before the irqchip too (see kvm.cc for why the order matters).
   static absl::StatusOr<VirtualMachine> create(const Kvm& kvm, uint64_t memory_size,
-                                               void* host_address);
+                                               void* host_address,
+                                               std::span<const MemorySlot> extra_slots = {});
+  // A one-byte write to I/O `port` signals `eventfd` inside KVM, without an exit to user space.
+  absl::Status add_port_eventfd(uint16_t port, int eventfd);
+  // Replaces the VM's interrupt routing table with `routes` (the guest uses its local APIC
+  // only, so the default PIC/IOAPIC routes are not kept). Needs the in-kernel irqchip.
+  absl::Status set_msi_routes(std::span<const MsiRoute> routes);
+  // A signal on `eventfd` raises `gsi` (KVM irqfd).
+  absl::Status add_irqfd(uint32_t gsi, int eventfd);
   // Lets the guest run the given instructions (KVM_X86_DISABLE_EXITS_* bits) without exiting.
   // Must come before the first vCPU is created.
   absl::Status disable_exits(uint32_t exits);
@@ -96,6 +123,26 @@ class Vcpu {
   // Sets the guest TSC offset so the guest reads the host's TSC (where supported).
   absl::Status set_tsc_offset(int64_t offset);
   absl::StatusOr<uint64_t> tsc_khz() const;
+  // The vCPU's complete state, for snapshots (implemented in vcpu_state.cc). Call them only
+  // while the vCPU is out of the guest, after a KVM_RUN that returned (so that an I/O exit has
+  // been completed).
+  absl::StatusOr<std::vector<kvm_cpuid_entry2>> get_cpuid() const;
+  absl::Status set_cpuid_entries(std::span<const kvm_cpuid_entry2> entries);
+  // The 4 KiB legacy KVM_GET_XSAVE region.
+  absl::Status get_xsave(std::span<uint8_t, 4096> region) const;
+  absl::Status set_xsave(std::span<const uint8_t, 4096> region);
+  absl::Status get_xcrs(kvm_xcrs& xcrs) const;
+  absl::Status set_xcrs(const kvm_xcrs& xcrs);
+  absl::Status get_lapic(kvm_lapic_state& lapic) const;
+  absl::Status set_lapic(const kvm_lapic_state& lapic);
+  absl::Status get_vcpu_events(kvm_vcpu_events& events) const;
+  absl::Status set_vcpu_events(const kvm_vcpu_events& events);
+  absl::Status get_mp_state(kvm_mp_state& state) const;
+  absl::Status set_mp_state(const kvm_mp_state& state);
+  // One MSR; NOT_FOUND when KVM does not let this vCPU read it.
+  absl::StatusOr<uint64_t> get_msr(uint32_t index) const;
+  // Sets the guest TSC frequency (TSC scaling); fails where the host cannot scale.
+  absl::Status set_tsc_khz(uint64_t khz);
   // Enters the guest until the next exit to user space. EINTR (a kick) is reported as CANCELLED.
   absl::Status run();
 

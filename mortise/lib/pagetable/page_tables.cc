@@ -87,4 +87,29 @@ absl::StatusOr<uint64_t> build_page_tables(const GuestMemory& memory, uint64_t t
   return pml4;
 }
 
+absl::Status map_large_page(const GuestMemory& memory, uint64_t tables_address, uint64_t address,
+                            uint8_t permissions) {
+  constexpr uint64_t kLargePage = kBytesPerPageTable;
+  constexpr uint64_t kLargePageFlag = 1ull << 7;
+  if (address % kLargePage != 0 || address >= kMaxGuestMemory) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("large page %#x is not 2 MiB aligned below %#x", address, kMaxGuestMemory));
+  }
+  if (address < page_table_count(memory.size()) * kBytesPerPageTable) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "large page %#x overlaps guest memory of %#x bytes", address, memory.size()));
+  }
+  const uint64_t index = address / kLargePage;
+  absl::StatusOr<uint64_t> current =
+      memory.read<uint64_t>(tables_address + 2 * kPage + index * sizeof(uint64_t));
+  if (!current.ok()) return current.status();
+  if (*current != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("large page %#x is mapped twice", address));
+  }
+  uint64_t entry = address | kPresent | kLargePageFlag;
+  if (has(permissions, GuestPermission::kWrite)) entry |= kWritable;
+  if (!has(permissions, GuestPermission::kExecute)) entry |= kNoExecute;
+  return memory.write(tables_address + 2 * kPage + index * sizeof(uint64_t), entry);
+}
+
 }  // namespace mortise

@@ -29,4 +29,11 @@ uint64_t page_table_bytes(uint64_t memory_size);
 absl::StatusOr<uint64_t> build_page_tables(const GuestMemory& memory, uint64_t tables_address,
                                            std::span<const PageMapping> mappings);
 
+// Maps the 2 MiB of guest-physical space at `address` (2 MiB aligned, below kMaxGuestMemory,
+// above every byte of guest memory) as one large page in the tables build_page_tables wrote at
+// `tables_address`: for ranges backed by other memory slots, like inter-VM channel regions.
+// Accesses inside the page but outside any slot exit to Mortise as MMIO.
+absl::Status map_large_page(const GuestMemory& memory, uint64_t tables_address, uint64_t address,
+                            uint8_t permissions);
+
 }  // namespace mortise

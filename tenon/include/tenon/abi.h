@@ -30,6 +30,7 @@ inline constexpr uint32_t kNoteTypeAbiVersion = 1;
 // [heap_start, heap_end)      free memory for the guest, read-write, no-execute
 // one unmapped guard page, then the boot stack (read-write, no-execute), stack_top at its end
 // [page tables, memory end)   built by Mortise, not mapped into the guest
+// [kIvcWindowBase, +2 MiB)    inter-VM channel regions, only in instances with channels
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kBootInfoAddress = 0x1000;
 inline constexpr uint64_t kTelemetryAddress = 0x2000;
@@ -77,6 +78,67 @@ struct PanicArgs {
   uint64_t length;           // in: bytes, at most kPanicMessageMax
 };
 
+// ---- Inter-VM channels (IVC) ---------------------------------------------------------------
+// A channel joins two instances on one host. Mortise maps the channel's shared region (an
+// IvcRegion) into the two endpoints only, at kIvcWindowBase + index * kIvcChannelStride, where
+// index is the channel's position in BootInfo::ivc_channels; the window is one 2 MiB page at the
+// top of the first GiB, so an instance with channels has at most kIvcWindowBase bytes of memory.
+// Accesses to the window outside a region are outside guest memory (the instance is stopped).
+//
+// Doorbells: a one-byte `outb` to kIvcDoorbellPortBase + index raises interrupt vector
+// kIvcFirstDoorbellVector + index in the peer (KVM ioeventfd -> irqfd, no exit to user space).
+//
+// The region holds two single-producer single-consumer rings, ring[s] written by side s. Each
+// side writes only its own IvcSideControl line and its own ring's slots; nothing stops a hostile
+// peer from writing anywhere in the region, so every index and length read from it is validated
+// before use (tenon/ivc_ring.h), and a violation is a peer error counted in telemetry.
+inline constexpr uint32_t kIvcMaxChannels = 8;
+inline constexpr uint32_t kIvcChannelNameMax = 16;  // NUL-padded, not necessarily terminated
+inline constexpr uint64_t kIvcWindowBase = 0x3fe00000;
+inline constexpr uint64_t kIvcWindowSize = 2ull << 20;
+inline constexpr uint64_t kIvcChannelStride = 64ull << 10;
+inline constexpr uint16_t kIvcDoorbellPortBase = 0x600;
+inline constexpr uint32_t kIvcFirstDoorbellVector = 33;
+inline constexpr uint32_t kIvcSlotBytes = 64;
+inline constexpr uint32_t kIvcMessageMax = kIvcSlotBytes - sizeof(uint32_t);  // 60 bytes
+inline constexpr uint32_t kIvcRingSlots = 64;
+
+struct IvcSlot {
+  uint32_t length;  // bytes of payload in use, at most kIvcMessageMax
+  uint8_t payload[kIvcMessageMax];
+};
+
+// One cache line, written only by its side.
+struct IvcSideControl {
+  uint64_t produced;  // messages this side has put into ring[side], free-running
+  uint64_t consumed;  // messages this side has taken from the peer's ring, free-running
+  uint64_t waiting;   // non-zero: this side sleeps until the peer rings its doorbell
+  uint64_t reserved[5];
+};
+
+struct IvcRegion {
+  IvcSideControl sides[2];
+  uint8_t reserved[kPageSize - 2 * sizeof(IvcSideControl)];
+  IvcSlot rings[2][kIvcRingSlots];
+};
+inline constexpr uint64_t kIvcRegionBytes = sizeof(IvcRegion);
+
+// What Mortise tells an endpoint about one of its channels (in BootInfo).
+struct IvcChannelInfo {
+  char name[kIvcChannelNameMax];
+  uint64_t region_address;   // guest-physical
+  uint64_t region_size;      // kIvcRegionBytes
+  uint32_t side;             // 0 or 1: which ring this endpoint writes
+  uint16_t doorbell_port;    // rings the peer
+  uint16_t doorbell_vector;  // raised here when the peer rings
+};
+
+static_assert(sizeof(IvcSideControl) == 64);
+static_assert(sizeof(IvcSlot) == kIvcSlotBytes);
+static_assert(kIvcRegionBytes == 3 * kPageSize);
+static_assert(kIvcRegionBytes <= kIvcChannelStride);
+static_assert(kIvcMaxChannels * kIvcChannelStride <= kIvcWindowSize);
+
 // ---- Boot info --------------------------------------------------------------------------------
 inline constexpr uint32_t kBootInfoMagic = 0x4e4f4e54;  // "TNON"
 
@@ -99,6 +161,11 @@ struct BootInfo {
   // to mark the pause as a gap instead of counting it as release latency.
   uint64_t resume_count;
   uint64_t last_resume_tsc;
+  // Inter-VM channels this instance is an endpoint of (see "Inter-VM channels" below); fields
+  // appended in the same ABI version, so an older Mortise leaves them zero: no channels.
+  uint32_t ivc_channel_count;  // valid entries in ivc_channels, at most kIvcMaxChannels
+  uint32_t ivc_reserved;
+  IvcChannelInfo ivc_channels[kIvcMaxChannels];
 };
 
 // ---- Telemetry page ---------------------------------------------------------------------------
@@ -133,6 +200,16 @@ struct TaskTelemetry {
   Histogram response_time;    // release instant -> job completion
 };
 
+struct IvcChannelTelemetry {
+  char name[kIvcChannelNameMax];  // NUL-padded, not necessarily NUL-terminated
+  uint64_t messages_sent;
+  uint64_t messages_received;
+  uint64_t send_full;    // sends refused because the ring was full
+  uint64_t peer_errors;  // indices or lengths from the peer that failed validation
+  uint64_t doorbells_sent;
+  uint64_t doorbells_received;
+};
+
 // Written by the guest, read by Mortise while the guest runs. The task section is published
 // under a sequence lock: the guest makes `sequence` odd before it changes anything below it and
 // even afterwards; a reader that sees an odd value, or a different value after copying, retries.
@@ -146,6 +223,12 @@ struct TelemetryPage {
   uint32_t task_count;  // valid entries in tasks
   uint64_t gaps;        // pauses the guest noticed (resume_count seen)
   TaskTelemetry tasks[kMaxTasks];
+  // Inter-VM channel counters (appended in the same ABI version; zero from older guests). Not
+  // under the seqlock: each counter is one aligned 64-bit store, so a reader sees every counter
+  // whole, possibly from slightly different instants.
+  uint32_t ivc_channel_count;  // valid entries in ivc_channels
+  uint32_t ivc_reserved;
+  IvcChannelTelemetry ivc_channels[kIvcMaxChannels];
 };
 
 static_assert(sizeof(BootInfo) <= kPageSize);

@@ -332,20 +332,20 @@ TEST_F(MortisedTest, IllegalTransitionsFailWithTheCurrentStateNamed) {
   expect_refused(start("subject"), "PAUSED");
   ASSERT_TRUE(resume("subject").ok());
 
-  // Snapshot and Restore are promised for later and say so.
+  // Snapshot and Restore check their paths before anything else (snapshot_test.cc has the rest).
   tenon::v1::SnapshotVmRequest snapshot;
   snapshot.set_name("subject");
   snapshot.set_path("/tmp/never-written.snapshot");
   tenon::v1::SnapshotVmResponse snapshot_response;
   grpc::ClientContext snapshot_context;
   EXPECT_EQ(stub().Snapshot(&snapshot_context, snapshot, &snapshot_response).error_code(),
-            grpc::StatusCode::UNIMPLEMENTED);
+            grpc::StatusCode::PERMISSION_DENIED);
   tenon::v1::RestoreVmRequest restore;
   restore.set_name("restored");
   tenon::v1::VmOperationResponse restore_response;
   grpc::ClientContext restore_context;
   EXPECT_EQ(stub().Restore(&restore_context, restore, &restore_response).error_code(),
-            grpc::StatusCode::UNIMPLEMENTED);
+            grpc::StatusCode::INVALID_ARGUMENT);
 
   ASSERT_TRUE(destroy("subject").ok());
   EXPECT_EQ(start("subject").error_code(), grpc::StatusCode::NOT_FOUND);

@@ -1,0 +1,132 @@
+// Snapshot paths and files of mortised; see snapshot_source.h.
+#include "snapshot_source.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <span>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "image_source.h"
+#include "snapshot_format.h"
+#include "tenon/abi.h"
+
+namespace mortise {
+namespace {
+
+bool inside(const std::string& resolved, const std::string& directory) {
+  return resolved == directory || absl::StartsWith(resolved, directory + "/");
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> resolve_snapshot_target(const std::string& path,
+                                                    const std::string& snapshot_directory) {
+  if (path.empty() || path.front() != '/') {
+    return absl::InvalidArgumentError(absl::StrCat("path '", path, "' is not an absolute path"));
+  }
+  const size_t slash = path.rfind('/');
+  const std::string name = path.substr(slash + 1);
+  if (name.empty() || name == "." || name == "..") {
+    return absl::InvalidArgumentError(absl::StrCat("path ", path, " names no file"));
+  }
+  const std::string directory = slash == 0 ? "/" : path.substr(0, slash);
+  char resolved[PATH_MAX];
+  if (realpath(directory.c_str(), resolved) == nullptr || !inside(resolved, snapshot_directory)) {
+    // A directory that does not exist is outside the snapshot directory as far as a caller may
+    // learn: mortised does not probe paths for it.
+    return absl::PermissionDeniedError(
+        absl::StrCat("path ", path, " lies outside the snapshot directory ", snapshot_directory));
+  }
+  const std::string target = absl::StrCat(resolved, "/", name);
+  struct stat status {};
+  if (lstat(target.c_str(), &status) == 0) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("snapshot ", path, " exists; snapshots are never overwritten"));
+  }
+  return target;
+}
+
+absl::StatusOr<ResolvedSnapshot> read_snapshot(const tenon::v1::RestoreVmRequest& request,
+                                               const std::string& snapshot_directory) {
+  const std::string& path = request.path();
+  if (!request.expected_digest().empty() && !is_well_formed_digest(request.expected_digest())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected_digest '", request.expected_digest(),
+                     "' is not \"sha256:\" and 64 lowercase hex digits"));
+  }
+  if (path.empty() || path.front() != '/') {
+    return absl::InvalidArgumentError(absl::StrCat("path '", path, "' is not an absolute path"));
+  }
+  char resolved[PATH_MAX];
+  if (realpath(path.c_str(), resolved) == nullptr) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      return absl::NotFoundError(absl::StrCat("snapshot ", path, " does not exist"));
+    }
+    return absl::InvalidArgumentError(absl::StrCat("snapshot ", path, ": ", std::strerror(errno)));
+  }
+  if (!absl::StartsWith(resolved, snapshot_directory + "/")) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("path ", path, " lies outside the snapshot directory ", snapshot_directory));
+  }
+  FileDescriptor file(open(resolved, O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!file.valid()) {
+    if (errno == ENOENT) {
+      return absl::NotFoundError(absl::StrCat("snapshot ", path, " does not exist"));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot open snapshot ", path, ": ", std::strerror(errno)));
+  }
+  struct stat status {};
+  if (fstat(file.get(), &status) != 0 || !S_ISREG(status.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat("snapshot ", path, " is not a regular file"));
+  }
+  // Read at most one byte past the cap, so that a file that grows meanwhile is still bounded.
+  const uint64_t limit =
+      std::min<uint64_t>(static_cast<uint64_t>(status.st_size), snapshot::kMaxFileBytes + 1);
+  std::string bytes(static_cast<size_t>(limit), '\0');
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t count =
+        pread(file.get(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
+    if (count < 0 && errno == EINTR) continue;
+    if (count < 0) {
+      return absl::DataLossError(
+          absl::StrCat("cannot read snapshot ", path, ": ", std::strerror(errno)));
+    }
+    if (count == 0) break;
+    done += static_cast<size_t>(count);
+  }
+  bytes.resize(done);
+  if (bytes.size() > snapshot::kMaxFileBytes) {
+    return absl::DataLossError(absl::StrCat("snapshot ", path, " is larger than the cap of ",
+                                            snapshot::kMaxFileBytes, " bytes"));
+  }
+  ResolvedSnapshot result;
+  result.digest = sha256_digest(bytes);
+  if (!request.expected_digest().empty() && request.expected_digest() != result.digest) {
+    return absl::DataLossError(absl::StrCat("snapshot ", path, " does not hash to expected_digest ",
+                                            request.expected_digest(), " but to ", result.digest));
+  }
+  const std::span<const uint8_t> view(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  absl::StatusOr<snapshot::Snapshot> parsed = snapshot::parse_snapshot(view, tenon::abi::kVersion);
+  if (!parsed.ok()) {
+    return absl::Status(parsed.status().code(),
+                        absl::StrCat("snapshot ", path, ": ", parsed.status().message()));
+  }
+  result.memory_bytes = parsed->memory_bytes;
+  result.run_id = snapshot::text_of(parsed->metadata.run_id);
+  result.image_digest = snapshot::text_of(parsed->metadata.image_digest);
+  absl::StatusOr<FileDescriptor> memfd = sealed_memfd(bytes, "tenon-snapshot");
+  if (!memfd.ok()) return memfd.status();
+  result.memfd = std::move(*memfd);
+  return result;
+}
+
+}  // namespace mortise
