@@ -244,6 +244,7 @@ std::optional<tenon::v1::HostInfo> Agent::host_info() {
   }
   std::lock_guard lock(mutex_);
   realtime_cores_ = static_cast<uint32_t>(info.realtime_cpus_size());
+  snapshot_directory_ = info.snapshot_directory();
   return info;
 }
 
@@ -482,6 +483,7 @@ void Agent::handle(Session& session, const ControllerMessage& message) {
           controller_telemetry_interval_ = duration_of(welcome.telemetry_interval());
         }
         ping_interval_ = duration_of(welcome.ping_interval());
+        if (welcome.max_chunk_bytes() > 0) max_chunk_bytes_ = welcome.max_chunk_bytes();
       }
       log_line(absl::StrCat(
           "welcomed by controller ", welcome.controller_version(), ": telemetry every ",
@@ -680,23 +682,145 @@ void Agent::stop_consoles() {
 
 void Agent::handle_snapshot(const tenon::v1::SnapshotCommand& command) {
   log_line(absl::StrCat("snapshot of ", command.instance_name(), " for migration ",
-                        command.migration_id(), " is not supported yet; instance left as it is"));
+                        command.migration_id()));
+  const absl::Status done = snapshot_and_upload(command);
+  if (done.ok()) return;
+  log_line(absl::StrCat("snapshot of ", command.instance_name(), " failed: ", done.message()));
+  // The controller learns of the failure from the status (agent.proto, SnapshotCommand).
   AgentMessage message;
-  {
-    std::lock_guard lock(mutex_);
-    auto status = statuses_.find(command.instance_name());
-    if (status != statuses_.end()) {
-      *message.mutable_instance_status() = status->second;
-    } else {
-      message.mutable_instance_status()->set_instance_name(command.instance_name());
-    }
-  }
   tenon::v1::InstanceStatusUpdate* update = message.mutable_instance_status();
-  update->set_message(absl::StrCat("snapshot for migration ", command.migration_id(),
-                                   " refused: this agent does not support snapshots yet; the "
-                                   "instance is left as it was"));
+  update->set_instance_name(command.instance_name());
+  update->set_state(tenon::v1::INSTANCE_STATE_MIGRATING);
+  update->set_message(
+      absl::StrCat("snapshot for migration ", command.migration_id(), " failed: ", done.message()));
   *update->mutable_time() = timestamp_of(absl::Now());
   send(std::move(message));
+}
+
+absl::Status Agent::snapshot_and_upload(const tenon::v1::SnapshotCommand& command) {
+  std::string directory;
+  uint32_t chunk_bytes = 0;
+  {
+    std::lock_guard lock(mutex_);
+    directory = snapshot_directory_;
+    chunk_bytes = max_chunk_bytes_;
+  }
+  if (directory.empty()) {
+    return absl::FailedPreconditionError("mortised did not name its snapshot directory");
+  }
+  // The id names a file: lowercase hex only.
+  const std::string& id = command.migration_id();
+  if (id.empty() || id.size() > 64 || !std::all_of(id.begin(), id.end(), [](char c) {
+        return absl::ascii_isxdigit(c) && !absl::ascii_isupper(c);
+      })) {
+    return absl::InvalidArgumentError("malformed migration id");
+  }
+  // Paused first, so the snapshot is the last state it had here (the desired state holds it).
+  {
+    tenon::v1::PauseVmRequest request;
+    request.set_name(command.instance_name());
+    tenon::v1::VmOperationResponse response;
+    grpc::ClientContext context;
+    set_deadline(context, kMortiseDeadline);
+    const grpc::Status status = mortise_->Pause(&context, request, &response);
+    if (!status.ok() && status.error_code() != grpc::StatusCode::FAILED_PRECONDITION) {
+      return absl::UnavailableError(absl::StrCat("pause: ", describe(status)));
+    }
+  }
+  const std::string path = absl::StrCat(directory, "/migration-", command.migration_id(), ".snap");
+  tenon::v1::SnapshotVmRequest request;
+  request.set_name(command.instance_name());
+  request.set_path(path);
+  tenon::v1::SnapshotVmResponse response;
+  {
+    grpc::ClientContext context;
+    set_deadline(context, absl::Seconds(60));
+    const grpc::Status status = mortise_->Snapshot(&context, request, &response);
+    if (!status.ok()) return absl::UnavailableError(absl::StrCat("snapshot: ", describe(status)));
+  }
+  std::ifstream in(response.path(), std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::error_code ignored;
+  std::filesystem::remove(response.path(), ignored);
+  if (!in.good() && !in.eof()) return absl::DataLossError("cannot read the snapshot file");
+  if (sha256_digest(bytes) != response.digest()) {
+    return absl::DataLossError("the snapshot file does not hash to what mortised reported");
+  }
+  uint64_t offset = 0;
+  do {
+    const uint64_t length = std::min<uint64_t>(chunk_bytes, bytes.size() - offset);
+    AgentMessage message;
+    tenon::v1::SnapshotUpload* upload = message.mutable_snapshot_upload();
+    upload->set_migration_id(command.migration_id());
+    upload->set_instance_name(command.instance_name());
+    tenon::v1::ImageChunk* chunk = upload->mutable_chunk();
+    chunk->set_digest(response.digest());
+    chunk->set_offset(offset);
+    chunk->set_data(bytes.substr(offset, length));
+    chunk->set_total_size_bytes(bytes.size());
+    chunk->set_chunk_sha256(sha256_hex(chunk->data()));
+    offset += length;
+    chunk->set_last(offset == bytes.size());
+    if (send(std::move(message)) == 0) return absl::UnavailableError("the stream broke");
+  } while (offset < bytes.size());
+  log_line(absl::StrCat("snapshot of ", command.instance_name(), " uploaded (", bytes.size(),
+                        " bytes, ", response.digest(), ")"));
+  return absl::OkStatus();
+}
+
+void Agent::restore_instance(const DesiredInstance& desired) {
+  const std::string& name = desired.name();
+  const std::string& digest = desired.restore_snapshot_digest();
+  std::string directory;
+  {
+    std::lock_guard lock(mutex_);
+    directory = snapshot_directory_;
+  }
+  absl::StatusOr<std::string> bytes = images_.read_verified(digest);
+  absl::StatusOr<std::string> hex = digest_hex(digest);
+  if (!bytes.ok() || !hex.ok() || directory.empty()) {
+    set_note(name, absl::StrCat("cannot restore from ", digest, ": ",
+                                !bytes.ok() ? bytes.status().message()
+                                : !hex.ok() ? hex.status().message()
+                                            : "mortised did not name its snapshot directory"));
+    return;
+  }
+  const std::string path = absl::StrCat(directory, "/restore-", *hex, ".snap");
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes->data(), static_cast<std::streamsize>(bytes->size()));
+    if (!out) {
+      set_note(name, absl::StrCat("cannot write ", path));
+      return;
+    }
+  }
+  tenon::v1::RestoreVmRequest request;
+  request.set_name(name);
+  request.set_path(path);
+  request.set_expected_digest(digest);
+  tenon::v1::VmOperationResponse response;
+  grpc::ClientContext context;
+  set_deadline(context, absl::Seconds(60));
+  const grpc::Status status = mortise_->Restore(&context, request, &response);
+  std::error_code ignored;
+  std::filesystem::remove(path, ignored);
+  if (!status.ok()) {
+    set_note(name, absl::StrCat("restore failed: ", describe(status)));
+    log_line(absl::StrCat("instance ", name, ": restore failed: ", describe(status)));
+    return;
+  }
+  InstanceRecord record;
+  record.name = name;
+  record.instance_uid = desired.uid();
+  record.vm_uid = response.vm().uid();
+  record.image_digest = desired.image_digest();
+  records_[name] = record;
+  if (absl::Status stored = state_->put_instance_record(record); !stored.ok()) {
+    log_line(absl::StrCat("cannot record instance ", name, ": ", stored.message()));
+  }
+  set_note(name, "");
+  log_line(absl::StrCat("restored ", name, " from ", digest, " (vm uid ", response.vm().uid(),
+                        "); it resumes next"));
 }
 
 // ---- Reconciling --------------------------------------------------------------------------------
@@ -973,6 +1097,9 @@ void Agent::apply(const Action& action, const DesiredState* desired,
       break;
     case ActionKind::kCreate:
       if (instance != nullptr) create_instance(*instance, action.counts_as_restart);
+      break;
+    case ActionKind::kRestore:
+      if (instance != nullptr) restore_instance(*instance);
       break;
     case ActionKind::kStart:
       if (lifecycle("started", [&](grpc::ClientContext& context, auto& response) {

@@ -94,6 +94,10 @@ class Agent {
   void apply(const Action& action, const tenon::v1::DesiredState* desired,
              const std::map<std::string, tenon::v1::Vm>& vms);
   void create_instance(const tenon::v1::DesiredInstance& desired, bool is_restart);
+  // Migrating in: writes the snapshot into mortised's snapshot directory and restores from it.
+  void restore_instance(const tenon::v1::DesiredInstance& desired);
+  // Migrating out: pause, snapshot, upload; an error is reported to the controller.
+  absl::Status snapshot_and_upload(const tenon::v1::SnapshotCommand& command);
   void request_image(const std::string& digest);
   void set_note(const std::string& name, const std::string& note);
   std::string note_for(const tenon::v1::DesiredInstance& desired);
@@ -126,6 +130,8 @@ class Agent {
   std::optional<uint32_t> realtime_cores_;
   absl::Duration controller_telemetry_interval_ = absl::Seconds(10);
   absl::Duration ping_interval_ = absl::ZeroDuration();
+  uint32_t max_chunk_bytes_ = 64 << 10;  // from Welcome
+  std::string snapshot_directory_;       // mortised's, from GetHostInfo
   std::map<std::string, std::shared_ptr<ConsoleForward>> consoles_;
 
   // Reconcile thread only.

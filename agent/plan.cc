@@ -134,9 +134,11 @@ absl::Status validate_desired_state(const DesiredState& desired, uint32_t realti
                                                      " is above 99"));
     }
     if (!instance.restore_snapshot_digest().empty()) {
-      return absl::UnimplementedError(absl::StrCat(
-          "instance \"", name,
-          "\": restoring from a snapshot (migration) is not supported by this agent yet"));
+      if (absl::Status digest = digest_hex(instance.restore_snapshot_digest()).status();
+          !digest.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("instance \"", name, "\": restore_snapshot_digest: ", digest.message()));
+      }
     }
     if (instance.placement().dedicated_core()) ++dedicated;
   }
@@ -169,6 +171,16 @@ std::vector<Action> plan(const PlanInput& input) {
       const bool same_instance = record != nullptr && record->instance_uid == desired.uid();
 
       if (vm_entry == input.vms.end()) {
+        // Migrating in: the instance is created from the snapshot, not booted from its image.
+        if (!desired.restore_snapshot_digest().empty() && !same_instance) {
+          const std::string& snapshot = desired.restore_snapshot_digest();
+          actions.push_back({.kind = input.images_held.contains(snapshot) ? ActionKind::kRestore
+                                                                          : ActionKind::kFetchImage,
+                             .name = name,
+                             .image_digest = snapshot,
+                             .reason = "migrating in"});
+          continue;
+        }
         if (!held) {
           actions.push_back({.kind = ActionKind::kFetchImage,
                              .name = name,

@@ -45,6 +45,7 @@ enum class ActionKind {
   kHandleExit,  // a terminal VM seen for the first time: record the exit, schedule a restart
   kRestart,     // the scheduled restart is due: destroy the terminal VM and create it again
   kForget,      // a record of an instance neither desired nor running
+  kRestore,     // create the VM of a migrating-in instance from its snapshot (image_digest)
 };
 
 struct Action {

@@ -212,7 +212,9 @@ absl::Status Controller::recover() {
     absl::StatusOr<std::vector<v1::Object>> instances = tx.list_objects(v1::OBJECT_KIND_INSTANCE);
     if (!instances.ok()) return instances.status();
     for (const v1::Object& object : *instances) {
-      instances_[object.instance().metadata().name()].status = object.instance().status();
+      InstanceRuntime& runtime = instances_[object.instance().metadata().name()];
+      runtime.status = object.instance().status();
+      runtime.device = object.instance().spec().device();
     }
     return absl::OkStatus();
   });
@@ -251,12 +253,68 @@ absl::StatusOr<Controller::FleetView> Controller::load_view(
   return view;
 }
 
-Controller::DevicePlan Controller::plan_device(const FleetView& view, const v1::Device& device) {
+const Controller::Migration* Controller::active_migration(const std::string& instance) const {
+  for (const auto& [id, migration] : migrations_) {
+    if (migration.instance == instance && migration.phase != Migration::Phase::kDone &&
+        migration.phase != Migration::Phase::kFailed) {
+      return &migration;
+    }
+  }
+  return nullptr;
+}
+
+absl::StatusOr<Controller::DeploymentContext> Controller::load_deployment_context(
+    StoreTransaction& tx) {
+  DeploymentContext context;
+  absl::StatusOr<FleetView> view = load_view(tx, {});
+  if (!view.ok()) return view.status();
+  context.view = std::move(*view);
+  absl::StatusOr<std::vector<v1::Object>> instances = tx.list_objects(v1::OBJECT_KIND_INSTANCE);
+  if (!instances.ok()) return instances.status();
+  context.instances = std::move(*instances);
+  return context;
+}
+
+Controller::PlannedInstance Controller::planned_from_spec(const v1::Instance& instance) {
+  PlannedInstance planned;
+  v1::DesiredInstance& desired = planned.desired;
+  const v1::InstanceSpec& spec = instance.spec();
+  desired.set_name(instance.metadata().name());
+  desired.set_deployment(spec.deployment());
+  desired.set_image_digest(spec.image_digest());
+  absl::StatusOr<uint64_t> size = blobs_->size(spec.image_digest());
+  desired.set_image_size_bytes(size.ok() ? *size : 0);
+  *desired.mutable_placement() = spec.placement();
+  desired.set_state(v1::DESIRED_INSTANCE_STATE_RUNNING);
+  desired.set_restart_policy(spec.restart_policy());
+  *desired.mutable_runtime() = spec.runtime();
+  planned.spec = spec;
+  return planned;
+}
+
+Controller::DevicePlan Controller::plan_device(const FleetView& view, const v1::Device& device,
+                                               const std::map<std::string, v1::Instance>* pins) {
   DevicePlan plan;
   if (!is_enrolled(device)) return plan;
   const std::string& device_name = device.metadata().name();
   for (const auto& [name, deployment] : view.deployments) {
     if (!selector_matches(deployment.spec().selector(), device.metadata().labels())) continue;
+    // An instance of this deployment and device that migrated away stays away, except that the
+    // source holds it paused while its migration is under way.
+    const std::string own_name = instance_name(name, device_name);
+    if (pins != nullptr) {
+      auto pinned = pins->find(own_name);
+      if (pinned != pins->end() && pinned->second.spec().device() != device_name) {
+        const Migration* migration = active_migration(own_name);
+        if (migration != nullptr && migration->source == device_name) {
+          PlannedInstance held = planned_from_spec(pinned->second);
+          held.spec.set_device(device_name);
+          held.desired.set_state(v1::DESIRED_INSTANCE_STATE_PAUSED);
+          plan.instances.push_back(std::move(held));
+        }
+        continue;
+      }
+    }
     auto app = view.apps.find(deployment.spec().app());
     if (app == view.apps.end()) {
       plan.errors[name] = absl::StrCat("app ", deployment.spec().app(), " does not exist");
@@ -297,7 +355,27 @@ Controller::DevicePlan Controller::plan_device(const FleetView& view, const v1::
     spec.set_deployment_generation(deployment.metadata().generation());
     *spec.mutable_runtime() = desired.runtime();
     planned.composition = std::move(composed->composition);
+    if (const Migration* migration = active_migration(desired.name());
+        migration != nullptr && migration->source == device_name) {
+      planned.desired.set_state(v1::DESIRED_INSTANCE_STATE_PAUSED);
+    }
     plan.instances.push_back(std::move(planned));
+  }
+  // Instances that migrated here: they keep their name, uid, image and history.
+  if (pins != nullptr) {
+    for (const auto& [name, instance] : *pins) {
+      const v1::InstanceSpec& spec = instance.spec();
+      if (spec.device() != device_name || name == instance_name(spec.deployment(), device_name) ||
+          !view.deployments.contains(spec.deployment())) {
+        continue;
+      }
+      PlannedInstance planned = planned_from_spec(instance);
+      if (const Migration* migration = active_migration(name);
+          migration != nullptr && migration->target == device_name) {
+        planned.desired.set_restore_snapshot_digest(migration->snapshot_digest);
+      }
+      plan.instances.push_back(std::move(planned));
+    }
   }
   return plan;
 }
@@ -329,12 +407,32 @@ absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string
         }
       }
     }
+    // Instances named after these devices (they may have migrated away) and instances whose
+    // migration involves them.
+    std::set<std::string> names;
+    for (const std::string& device : only) {
+      for (const auto& [deployment, unused] : view->deployments) {
+        names.insert(instance_name(deployment, device));
+      }
+    }
+    for (const auto& [id, migration] : migrations_) {
+      if (only.contains(migration.source) || only.contains(migration.target)) {
+        names.insert(migration.instance);
+      }
+    }
+    for (const std::string& name : names) {
+      if (existing.contains(name)) continue;
+      absl::StatusOr<std::optional<v1::Object>> object =
+          tx.get_object(v1::OBJECT_KIND_INSTANCE, name);
+      if (!object.ok()) return object.status();
+      if (object->has_value()) existing[name] = std::move(*(*object)->mutable_instance());
+    }
   }
   const absl::Time now = absl::Now();
   std::set<std::string> planned_names;
   for (auto& [device_name, device] : view->devices) {
     if (!only.empty() && !only.contains(device_name)) continue;
-    DevicePlan plan = plan_device(*view, device);
+    DevicePlan plan = plan_device(*view, device, &existing);
     for (auto& [deployment, errors] : plan_errors_) errors.erase(device_name);
     for (const auto& [deployment, error] : plan.errors) {
       plan_errors_[deployment][device_name] = error;
@@ -352,7 +450,10 @@ absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string
                         found->second.spec().restart_policy() == planned.spec.restart_policy();
       v1::Object object;
       v1::Instance* instance = object.mutable_instance();
-      if (same) {
+      const bool held_at_source = same && found->second.spec().device() != device_name;
+      if (held_at_source) {
+        *instance = found->second;  // migrating away: the stored spec already names the target
+      } else if (same) {
         *instance = found->second;
         if (!same_message(instance->spec(), planned.spec)) {
           *instance->mutable_spec() = planned.spec;
@@ -381,7 +482,12 @@ absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string
         if (absl::Status put = tx.put_object(object); !put.ok()) return put;
       }
       planned.desired.set_uid(instance->metadata().uid());
-      // The composition, stored once per distinct input.
+      if (!held_at_source) instances_[name].device = device_name;
+      // The composition, stored once per distinct input (migrated instances have one already).
+      if (planned.composition.metadata().name().empty()) {
+        *desired.add_instances() = planned.desired;
+        continue;
+      }
       absl::StatusOr<std::optional<v1::Object>> composition =
           tx.get_object(v1::OBJECT_KIND_COMPOSITION, planned.composition.metadata().name());
       if (!composition.ok()) return composition.status();
@@ -574,8 +680,30 @@ absl::StatusOr<v1::ApplyResponse> Controller::apply(const v1::ApplyRequest& requ
       }
     }
     if (request.dry_run()) return absl::OkStatus();
+    std::set<std::string> changed_deployments;
     for (const v1::Object& object : to_store) {
       if (absl::Status put = tx.put_object(object); !put.ok()) return put;
+      if (object.has_deployment())
+        changed_deployments.insert(object.deployment().metadata().name());
+    }
+    // A changed deployment places its instances afresh: instances that migrated away from the
+    // device they are named after go back to where the selector puts them.
+    if (!changed_deployments.empty()) {
+      absl::StatusOr<std::vector<v1::Object>> instances = tx.list_objects(v1::OBJECT_KIND_INSTANCE);
+      if (!instances.ok()) return instances.status();
+      for (const v1::Object& object : *instances) {
+        const v1::InstanceSpec& spec = object.instance().spec();
+        if (changed_deployments.contains(spec.deployment()) &&
+            object.instance().metadata().name() !=
+                instance_name(spec.deployment(), spec.device()) &&
+            active_migration(object.instance().metadata().name()) == nullptr) {
+          if (absl::Status removed =
+                  tx.delete_object(v1::OBJECT_KIND_INSTANCE, object.instance().metadata().name());
+              !removed.ok()) {
+            return removed;
+          }
+        }
+      }
     }
     return replan(tx, {}, &to_send);
   });
@@ -598,16 +726,10 @@ absl::StatusOr<v1::Object> Controller::get(const v1::GetRequest& request) {
       return absl::NotFoundError(
           absl::StrCat(kind_name(request.kind()), " ", request.name(), " not found"));
     }
-    std::optional<FleetView> view;
-    std::vector<v1::Object> instances;
     if (request.kind() == v1::OBJECT_KIND_DEPLOYMENT) {
-      absl::StatusOr<FleetView> loaded = load_view(tx, {});
-      if (!loaded.ok()) return loaded.status();
-      view = std::move(*loaded);
-      absl::StatusOr<std::vector<v1::Object>> listed = tx.list_objects(v1::OBJECT_KIND_INSTANCE);
-      if (!listed.ok()) return listed.status();
-      instances = std::move(*listed);
-      fill_deployment_status((*object)->mutable_deployment(), *view, instances);
+      absl::StatusOr<DeploymentContext> context = load_deployment_context(tx);
+      if (!context.ok()) return context.status();
+      fill_deployment_status((*object)->mutable_deployment(), context->view, context->instances);
       result = std::move(**object);
       return absl::OkStatus();
     }
@@ -641,15 +763,11 @@ absl::StatusOr<v1::ListResponse> Controller::list(const v1::ListRequest& request
   absl::Status status = store_->transact([&](StoreTransaction& tx) -> absl::Status {
     absl::StatusOr<std::vector<v1::Object>> objects = tx.list_objects(request.kind());
     if (!objects.ok()) return objects.status();
-    std::optional<FleetView> view;
-    std::vector<v1::Object> instances;
+    std::optional<DeploymentContext> context;
     if (request.kind() == v1::OBJECT_KIND_DEPLOYMENT) {
-      absl::StatusOr<FleetView> loaded = load_view(tx, {});
+      absl::StatusOr<DeploymentContext> loaded = load_deployment_context(tx);
       if (!loaded.ok()) return loaded.status();
-      view = std::move(*loaded);
-      absl::StatusOr<std::vector<v1::Object>> listed = tx.list_objects(v1::OBJECT_KIND_INSTANCE);
-      if (!listed.ok()) return listed.status();
-      instances = std::move(*listed);
+      context = std::move(*loaded);
     }
     const bool has_selector = request.has_selector();
     for (v1::Object& object : *objects) {
@@ -673,7 +791,7 @@ absl::StatusOr<v1::ListResponse> Controller::list(const v1::ListRequest& request
         break;
       }
       if (request.kind() == v1::OBJECT_KIND_DEPLOYMENT) {
-        fill_deployment_status(object.mutable_deployment(), *view, instances);
+        fill_deployment_status(object.mutable_deployment(), context->view, context->instances);
         *response.add_objects() = std::move(object);
       } else {
         *response.add_objects() = with_runtime(std::move(object), nullptr);
@@ -1110,7 +1228,7 @@ absl::Status Controller::open_session(const std::shared_ptr<AgentSession>& sessi
   runtime.acknowledged_version = hello.acknowledged_desired_state_version();
   runtime.images = {hello.image_digests().begin(), hello.image_digests().end()};
   runtime.dirty = true;
-  for (const v1::InstanceStatusUpdate& update : hello.instances()) record_status(update);
+  for (const v1::InstanceStatusUpdate& update : hello.instances()) record_status(name, update);
   v1::ControllerMessage welcome;
   v1::Welcome* body = welcome.mutable_welcome();
   *body->mutable_controller_time() = to_timestamp(absl::Now());
@@ -1133,9 +1251,34 @@ absl::Status Controller::open_session(const std::shared_ptr<AgentSession>& sessi
   return absl::OkStatus();
 }
 
-void Controller::record_status(const v1::InstanceStatusUpdate& update) {
+void Controller::record_status(const std::string& device, const v1::InstanceStatusUpdate& update) {
   auto found = instances_.find(update.instance_name());
   if (found == instances_.end()) return;  // not an instance of this fleet (any more)
+  // A migration's source still reports the paused copy it holds; only the owner counts.
+  if (!found->second.device.empty() && found->second.device != device) return;
+  for (auto& [id, migration] : migrations_) {
+    // The source reports a failed snapshot as MIGRATING with the reason (agent.proto).
+    if (migration.instance == update.instance_name() && migration.source == device &&
+        migration.phase == Migration::Phase::kSnapshotting &&
+        update.state() == v1::INSTANCE_STATE_MIGRATING &&
+        absl::StrContains(update.message(), "failed")) {
+      migration.phase = Migration::Phase::kFailed;
+      migration.error = update.message();
+      migration_changed_.SignalAll();
+      continue;
+    }
+    if (migration.instance == update.instance_name() && migration.target == device &&
+        migration.phase == Migration::Phase::kRestoring) {
+      if (update.state() == v1::INSTANCE_STATE_RUNNING) {
+        migration.target_running = true;
+      } else if (is_terminal(update.state())) {
+        migration.phase = Migration::Phase::kFailed;
+        migration.error = absl::StrCat("the restored instance ended at ", device, ": ",
+                                       update.message(), " ", update.exit_reason().message());
+      }
+      migration_changed_.SignalAll();
+    }
+  }
   v1::InstanceStatus& status = found->second.status;
   if (status.observed_state() != update.state()) {
     *status.mutable_last_transition_time() =
@@ -1166,7 +1309,7 @@ absl::Status Controller::handle(const std::string& device,
     case v1::AgentMessage::kHello:
       return absl::FailedPreconditionError("a second Hello on one stream");
     case v1::AgentMessage::kInstanceStatus:
-      record_status(message.instance_status());
+      record_status(device, message.instance_status());
       break;
     case v1::AgentMessage::kTelemetry:
       for (const v1::InstanceTelemetry& sample : message.telemetry().instances()) {
@@ -1211,14 +1354,9 @@ absl::Status Controller::handle(const std::string& device,
       console_changed_.SignalAll();
       break;
     }
-    case v1::AgentMessage::kSnapshotUpload: {
-      v1::ControllerMessage reply;
-      reply.mutable_error()->set_code(12);  // UNIMPLEMENTED
-      reply.mutable_error()->set_message("snapshot uploads are not supported by this controller");
-      reply.mutable_error()->set_related_sequence(message.sequence());
-      session->send(std::move(reply));
+    case v1::AgentMessage::kSnapshotUpload:
+      handle_snapshot_upload(device, message.snapshot_upload());
       break;
-    }
     case v1::AgentMessage::KIND_NOT_SET:
       return absl::InvalidArgumentError(
           absl::StrCat("message ", message.sequence(), " carries no kind"));
@@ -1243,7 +1381,10 @@ absl::Status Controller::handle_image_request(const std::string& device, AgentSe
     if (!desired.ok()) return desired.status();
     if (desired->has_value()) {
       for (const v1::DesiredInstance& instance : (*desired)->instances()) {
-        if (instance.image_digest() == request.digest()) wanted = true;
+        if (instance.image_digest() == request.digest() ||
+            instance.restore_snapshot_digest() == request.digest()) {
+          wanted = true;
+        }
       }
     }
     return absl::OkStatus();
@@ -1458,6 +1599,268 @@ void Controller::fill_deployment_status(v1::Deployment* deployment, const FleetV
                                             std::min(running, updated), matched)
                           : absl::StrJoin(problems, "; "));
   *status->mutable_update_time() = to_timestamp(absl::Now());
+}
+
+}  // namespace tenon::controller
+
+namespace tenon::controller {
+
+namespace v1 = tenon::v1;
+
+absl::Status Controller::replan_and_send(const std::set<std::string>& devices) {
+  std::vector<std::pair<std::string, v1::DesiredState>> to_send;
+  absl::Status status = store_->transact([&](StoreTransaction& tx) {
+    to_send.clear();
+    return replan(tx, devices, &to_send);
+  });
+  if (!status.ok()) return status;
+  for (const auto& [device, state] : to_send) send_desired_state(device, state);
+  return absl::OkStatus();
+}
+
+void Controller::handle_snapshot_upload(const std::string& device,
+                                        const v1::SnapshotUpload& upload) {
+  auto found = migrations_.find(upload.migration_id());
+  if (found == migrations_.end() || found->second.source != device ||
+      found->second.phase != Migration::Phase::kSnapshotting) {
+    return;  // late or foreign: the migration it belongs to is over
+  }
+  Migration& migration = found->second;
+  const v1::ImageChunk& chunk = upload.chunk();
+  constexpr uint64_t kMaxSnapshotBytes = 1ull << 30;
+  auto fail = [&](std::string why) {
+    migration.phase = Migration::Phase::kFailed;
+    migration.error = absl::StrCat("snapshot upload from ", device, ": ", why);
+    migration_changed_.SignalAll();
+  };
+  if (chunk.offset() != migration.snapshot.size()) {
+    return fail(
+        absl::StrCat("chunk at offset ", chunk.offset(), ", expected ", migration.snapshot.size()));
+  }
+  if (chunk.total_size_bytes() > kMaxSnapshotBytes ||
+      migration.snapshot.size() + chunk.data().size() > kMaxSnapshotBytes) {
+    return fail("larger than the 1 GiB limit");
+  }
+  if (!chunk.chunk_sha256().empty() && chunk.chunk_sha256() != sha256_hex(chunk.data())) {
+    return fail(absl::StrCat("chunk at offset ", chunk.offset(), " does not match its sha256"));
+  }
+  migration.snapshot.append(chunk.data());
+  if (!chunk.last()) return;
+  const std::string digest = "sha256:" + sha256_hex(migration.snapshot);
+  if (digest != chunk.digest()) {
+    return fail(absl::StrCat("the snapshot hashes to ", digest, ", not ", chunk.digest()));
+  }
+  if (absl::Status stored = blobs_->put_verified(digest, migration.snapshot); !stored.ok()) {
+    return fail(std::string(stored.message()));
+  }
+  migration.snapshot_digest = digest;
+  migration.snapshot.clear();
+  migration.snapshot.shrink_to_fit();
+  migration.phase = Migration::Phase::kRestoring;
+  migration_changed_.SignalAll();
+}
+
+absl::StatusOr<v1::MigrateResponse> Controller::migrate(const v1::MigrateRequest& request,
+                                                        absl::Duration step_limit) {
+  if (request.instance().empty() || request.target_device().empty()) {
+    return absl::InvalidArgumentError("Migrate needs an instance and a target device");
+  }
+  absl::MutexLock lock(&mutex_);
+  v1::Instance instance;
+  absl::Status checked = store_->transact([&](StoreTransaction& tx) -> absl::Status {
+    absl::StatusOr<std::optional<v1::Object>> object =
+        tx.get_object(v1::OBJECT_KIND_INSTANCE, request.instance());
+    if (!object.ok()) return object.status();
+    if (!object->has_value()) {
+      return absl::NotFoundError(absl::StrCat("Instance ", request.instance(), " not found"));
+    }
+    instance = (**object).instance();
+    absl::StatusOr<std::optional<v1::Object>> target =
+        tx.get_object(v1::OBJECT_KIND_DEVICE, request.target_device());
+    if (!target.ok()) return target.status();
+    if (!target->has_value()) {
+      return absl::NotFoundError(absl::StrCat("Device ", request.target_device(), " not found"));
+    }
+    if ((**target).device().spec().cordoned()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("Device ", request.target_device(), " is cordoned"));
+    }
+    const v1::DeviceProfile& target_profile = (**target).device().status().profile();
+    absl::StatusOr<std::optional<v1::Object>> source =
+        tx.get_object(v1::OBJECT_KIND_DEVICE, instance.spec().device());
+    if (!source.ok()) return source.status();
+    if (source->has_value() &&
+        (target_profile.arch() != (**source).device().status().profile().arch() ||
+         target_profile.guest_abi_version() !=
+             (**source).device().status().profile().guest_abi_version())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "Device ", request.target_device(), " cannot run this image: other arch or guest ABI"));
+    }
+    if (std::find(target_profile.mortise_libraries().begin(),
+                  target_profile.mortise_libraries().end(),
+                  "snapshot") == target_profile.mortise_libraries().end()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("Device ", request.target_device(), "'s Mortise has no snapshot library"));
+    }
+    absl::StatusOr<std::optional<v1::DesiredState>> desired =
+        tx.get_desired_state(request.target_device());
+    if (!desired.ok()) return desired.status();
+    if (desired->has_value()) {
+      for (const v1::DesiredInstance& other : (*desired)->instances()) {
+        if (other.deployment() == instance.spec().deployment()) {
+          return absl::AlreadyExistsError(absl::StrCat("Device ", request.target_device(),
+                                                       " already runs ", other.name(), " of ",
+                                                       other.deployment()));
+        }
+      }
+    }
+    return absl::OkStatus();
+  });
+  if (!checked.ok()) return checked;
+  const std::string source = instance.spec().device();
+  const std::string target = request.target_device();
+  if (source == target) {
+    return absl::InvalidArgumentError(absl::StrCat("the instance already runs on ", target));
+  }
+  if (active_migration(request.instance()) != nullptr) {
+    return absl::AbortedError("another migration of this instance is under way");
+  }
+  const v1::InstanceState state = instances_[request.instance()].status.observed_state();
+  const auto connected = [&](const std::string& device) {
+    auto found = devices_.find(device);
+    return found != devices_.end() && found->second.session != nullptr;
+  };
+  if (!connected(source) || !connected(target)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "both devices must be connected: ", source, connected(source) ? " is" : " is not", ", ",
+        target, connected(target) ? " is" : " is not"));
+  }
+  if (state != v1::INSTANCE_STATE_RUNNING && state != v1::INSTANCE_STATE_PAUSED) {
+    return absl::FailedPreconditionError(absl::StrCat("the instance is ",
+                                                      v1::InstanceState_Name(state),
+                                                      "; only RUNNING or PAUSED ones migrate"));
+  }
+
+  const std::string id = random_hex(8);
+  Migration& migration = migrations_[id];
+  migration.id = id;
+  migration.instance = request.instance();
+  migration.source = source;
+  migration.target = target;
+  v1::MigrationReport report;
+  report.set_source_device(source);
+  report.set_target_device(target);
+  const absl::Time started = absl::Now();
+  auto wait_for = [&](auto done) {
+    const absl::Time deadline = absl::Now() + step_limit;
+    while (!done() && migration.phase != Migration::Phase::kFailed) {
+      if (!connected(source) || !connected(target)) {
+        migration.phase = Migration::Phase::kFailed;
+        migration.error = "a device disconnected";
+        break;
+      }
+      if (migration_changed_.WaitWithDeadline(&mutex_, deadline)) break;
+    }
+    return done();
+  };
+  // Any failure: the instance belongs to the source again and runs there; the target drops its
+  // copy. The migration record stays (phase kFailed) for the error message.
+  auto roll_back = [&](const std::string& step, absl::StatusCode code) -> absl::Status {
+    const std::string why = migration.error.empty() ? "it did not finish in time" : migration.error;
+    migration.phase = Migration::Phase::kFailed;
+    absl::Status reverted = store_->transact([&](StoreTransaction& tx) -> absl::Status {
+      absl::StatusOr<std::optional<v1::Object>> object =
+          tx.get_object(v1::OBJECT_KIND_INSTANCE, migration.instance);
+      if (!object.ok()) return object.status();
+      if (!object->has_value()) return absl::OkStatus();
+      (**object).mutable_instance()->mutable_spec()->set_device(source);
+      return tx.put_object(**object);
+    });
+    instances_[migration.instance].device = source;
+    if (reverted.ok()) reverted = replan_and_send({source, target});
+    const std::string text = absl::StrCat(
+        "migration of ", migration.instance, " failed at step '", step, "': ", why,
+        reverted.ok()
+            ? "; it runs on " + source + " again"
+            : "; resuming it at the source failed too: " + std::string(reverted.message()));
+    migrations_.erase(id);
+    return absl::Status(code, text);
+  };
+
+  // 1. Hold the instance paused at the source and have the source snapshot and upload it.
+  if (absl::Status held = replan_and_send({source}); !held.ok()) {
+    migrations_.erase(id);
+    return held;
+  }
+  v1::ControllerMessage command;
+  command.mutable_snapshot()->set_instance_name(migration.instance);
+  command.mutable_snapshot()->set_migration_id(id);
+  devices_[source].session->send(std::move(command));
+  if (!wait_for([&] { return migration.phase == Migration::Phase::kRestoring; })) {
+    return roll_back("snapshot", migration.phase == Migration::Phase::kFailed
+                                     ? absl::StatusCode::kFailedPrecondition
+                                     : absl::StatusCode::kDeadlineExceeded);
+  }
+  const absl::Time snapshotted = absl::Now();
+  *report.mutable_snapshot_time() =
+      TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(snapshotted - started));
+  absl::StatusOr<uint64_t> snapshot_size = blobs_->size(migration.snapshot_digest);
+  report.set_snapshot_bytes(snapshot_size.ok() ? *snapshot_size : 0);
+  report.set_snapshot_digest(migration.snapshot_digest);
+
+  // 2. The instance now belongs to the target, which restores the snapshot and resumes it.
+  absl::Status moved = store_->transact([&](StoreTransaction& tx) -> absl::Status {
+    absl::StatusOr<std::optional<v1::Object>> object =
+        tx.get_object(v1::OBJECT_KIND_INSTANCE, migration.instance);
+    if (!object.ok()) return object.status();
+    if (!object->has_value()) return absl::AbortedError("the instance was deleted meanwhile");
+    v1::Instance* stored = (**object).mutable_instance();
+    stored->mutable_spec()->set_device(target);
+    stored->mutable_status()->set_migrated_from(source);
+    return tx.put_object(**object);
+  });
+  if (!moved.ok()) {
+    migration.error = std::string(moved.message());
+    return roll_back("transfer", absl::StatusCode::kAborted);
+  }
+  InstanceRuntime& runtime = instances_[migration.instance];
+  runtime.device = target;
+  runtime.status.set_migrated_from(source);
+  if (absl::Status sent = replan_and_send({source, target}); !sent.ok()) {
+    migration.error = std::string(sent.message());
+    return roll_back("transfer", absl::StatusCode::kAborted);
+  }
+  const absl::Time restore_requested = absl::Now();
+  if (!wait_for([&] { return migration.target_running; })) {
+    return roll_back("restore", migration.phase == Migration::Phase::kFailed
+                                    ? absl::StatusCode::kFailedPrecondition
+                                    : absl::StatusCode::kDeadlineExceeded);
+  }
+  const absl::Time resumed = absl::Now();
+  *report.mutable_transfer_time() =
+      TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(restore_requested - snapshotted));
+  *report.mutable_restore_time() =
+      TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(resumed - restore_requested));
+  *report.mutable_downtime() =
+      TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(resumed - started));
+
+  // 3. Done: the source drops its paused copy, the target no longer needs the snapshot digest.
+  migration.phase = Migration::Phase::kDone;
+  absl::Status finished = replan_and_send({source, target});
+  migrations_.erase(id);
+  if (!finished.ok()) return finished;
+  v1::MigrateResponse response;
+  absl::Status read = store_->transact([&](StoreTransaction& tx) -> absl::Status {
+    absl::StatusOr<std::optional<v1::Object>> object =
+        tx.get_object(v1::OBJECT_KIND_INSTANCE, request.instance());
+    if (!object.ok()) return object.status();
+    if (object->has_value()) *response.mutable_instance() = (**object).instance();
+    return absl::OkStatus();
+  });
+  if (!read.ok()) return read;
+  fill_instance_status(response.mutable_instance());
+  *response.mutable_report() = report;
+  return response;
 }
 
 }  // namespace tenon::controller

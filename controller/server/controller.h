@@ -76,6 +76,11 @@ class Controller {
   absl::StatusOr<tenon::v1::ComposeResponse> compose(const tenon::v1::ComposeRequest& request);
   absl::StatusOr<tenon::v1::CreateBootstrapTokenResponse> create_bootstrap_token(
       const tenon::v1::CreateBootstrapTokenRequest& request);
+  // Moves an instance to another device (see FleetService.Migrate): hold it paused at the source,
+  // snapshot and upload it there, restore and resume it at the target, then drop it at the
+  // source. Any failure resumes it at the source; `step_limit` bounds each step.
+  absl::StatusOr<tenon::v1::MigrateResponse> migrate(const tenon::v1::MigrateRequest& request,
+                                                     absl::Duration step_limit);
   // Console: the bytes held from `offset` on (or the last `tail_bytes` when offset is 0); waits
   // up to `wait` for bytes beyond `offset` when none are held yet. Sets *end_offset to the offset
   // after the returned bytes, *terminal when the instance has stopped for good.
@@ -110,6 +115,7 @@ class Controller {
     bool dirty = false;
   };
   struct InstanceRuntime {
+    std::string device;  // where it runs: only that device's reports count
     tenon::v1::InstanceStatus status;
     std::optional<tenon::v1::InstanceTelemetry> telemetry;
     std::string console;  // the tail: bytes [console_offset, console_offset + size)
@@ -128,6 +134,18 @@ class Controller {
     tenon::v1::InstanceSpec spec;
     tenon::v1::Composition composition;
   };
+  struct Migration {
+    enum class Phase { kSnapshotting, kRestoring, kDone, kFailed };
+    std::string id;
+    std::string instance;
+    std::string source;
+    std::string target;
+    Phase phase = Phase::kSnapshotting;
+    std::string snapshot;  // the upload as it arrives
+    std::string snapshot_digest;
+    std::string error;  // why it failed
+    bool target_running = false;
+  };
   struct DevicePlan {
     std::vector<PlannedInstance> instances;
     std::map<std::string, std::string> errors;  // deployment -> why it cannot run here
@@ -136,13 +154,27 @@ class Controller {
   // Every App and Deployment, and every Device or only these.
   absl::StatusOr<FleetView> load_view(StoreTransaction& tx,
                                       const std::set<std::string>& only_devices);
-  DevicePlan plan_device(const FleetView& view, const tenon::v1::Device& device);
+  // With `pins` (the stored instances), instances that migrated stay where they went.
+  DevicePlan plan_device(const FleetView& view, const tenon::v1::Device& device,
+                         const std::map<std::string, tenon::v1::Instance>* pins = nullptr);
+  PlannedInstance planned_from_spec(const tenon::v1::Instance& instance);
+  const Migration* active_migration(const std::string& instance) const;
+  void handle_snapshot_upload(const std::string& device, const tenon::v1::SnapshotUpload& upload);
+  // Replans these devices and sends what changed; under the lock.
+  absl::Status replan_and_send(const std::set<std::string>& devices);
   // Recomputes the desired state of these devices (all when empty), stores what changed, and
   // pushes new desired states to connected agents.
   absl::Status replan(StoreTransaction& tx, const std::set<std::string>& only,
                       std::vector<std::pair<std::string, tenon::v1::DesiredState>>* to_send);
   void send_desired_state(const std::string& device, const tenon::v1::DesiredState& state);
   void subscribe_consoles(const std::string& device, const tenon::v1::DesiredState& state);
+
+  // What a deployment's status is computed from: every device, and every instance.
+  struct DeploymentContext {
+    FleetView view;
+    std::vector<tenon::v1::Object> instances;
+  };
+  absl::StatusOr<DeploymentContext> load_deployment_context(StoreTransaction& tx);
 
   tenon::v1::Object with_runtime(tenon::v1::Object object, const FleetView* view);
   void fill_device_status(tenon::v1::Device* device);
@@ -151,7 +183,7 @@ class Controller {
                               const std::vector<tenon::v1::Object>& instances);
   absl::Status handle_image_request(const std::string& device, AgentSession& session,
                                     const tenon::v1::ImageRequest& request, uint64_t sequence);
-  void record_status(const tenon::v1::InstanceStatusUpdate& update);
+  void record_status(const std::string& device, const tenon::v1::InstanceStatusUpdate& update);
 
   ControllerConfig config_;
   Store* store_;
@@ -160,6 +192,8 @@ class Controller {
 
   absl::Mutex mutex_;
   absl::CondVar console_changed_;
+  absl::CondVar migration_changed_;
+  std::map<std::string, Migration> migrations_ ABSL_GUARDED_BY(mutex_);  // by id
   std::map<std::string, DeviceRuntime> devices_ ABSL_GUARDED_BY(mutex_);
   std::map<std::string, InstanceRuntime> instances_ ABSL_GUARDED_BY(mutex_);
   std::map<std::string, std::map<std::string, std::string>> plan_errors_ ABSL_GUARDED_BY(mutex_);

@@ -101,6 +101,7 @@ int main(int argc, char** argv) {
   double flush_seconds = 1;
   uint64_t scheduling_overhead_ns = 2'000;
   size_t console_tail_bytes = 16 << 10;
+  double migration_step_seconds = 60;
   app.add_option("--data-dir", data_dir,
                  "controller.db (SQLite), blobs/ (images) and the operator token")
       ->capture_default_str();
@@ -130,6 +131,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--console-tail-bytes", console_tail_bytes,
                  "console bytes held per instance for logs")
+      ->capture_default_str();
+  app.add_option(
+         "--migration-step-timeout", migration_step_seconds,
+         "seconds each migration step (snapshot, restore) may take before it is rolled back")
       ->capture_default_str();
   app.footer(
       "Exit status: 0 after SIGTERM/SIGINT, 1 when it cannot start (the message says why).\n"
@@ -183,7 +188,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   ApiMetrics metrics;
-  FleetServiceImpl fleet_service(&controller, &metrics, *operator_token);
+  FleetServiceImpl fleet_service(&controller, &metrics, *operator_token,
+                                 absl::Seconds(migration_step_seconds));
   AgentServiceImpl agent_service(&controller, &metrics);
 
   grpc::ServerBuilder builder;

@@ -145,8 +145,11 @@ bool operator_authorized(const std::string& header, const std::string& operator_
 }
 
 FleetServiceImpl::FleetServiceImpl(Controller* controller, ApiMetrics* metrics,
-                                   std::string operator_token)
-    : controller_(controller), metrics_(metrics), operator_token_(std::move(operator_token)) {}
+                                   std::string operator_token, absl::Duration migration_step_limit)
+    : controller_(controller),
+      metrics_(metrics),
+      operator_token_(std::move(operator_token)),
+      migration_step_limit_(migration_step_limit) {}
 
 template <typename Call>
 grpc::Status FleetServiceImpl::serve(grpc::ServerContext* context, const char* method,
@@ -230,11 +233,11 @@ grpc::Status FleetServiceImpl::GetInstanceLogs(grpc::ServerContext* context,
   });
 }
 
-grpc::Status FleetServiceImpl::Migrate(grpc::ServerContext* context, const v1::MigrateRequest*,
-                                       v1::MigrateResponse*) {
-  return serve(context, "Migrate", [] {
-    return absl::UnimplementedError(
-        "migration needs snapshot and restore in mortised, which this release does not have");
+grpc::Status FleetServiceImpl::Migrate(grpc::ServerContext* context,
+                                       const v1::MigrateRequest* request,
+                                       v1::MigrateResponse* response) {
+  return serve(context, "Migrate", [&] {
+    return assign(controller_->migrate(*request, migration_step_limit_), response);
   });
 }
 

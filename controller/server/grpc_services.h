@@ -17,7 +17,8 @@ bool operator_authorized(const std::string& header, const std::string& operator_
 
 class FleetServiceImpl final : public tenon::v1::FleetService::Service {
  public:
-  FleetServiceImpl(Controller* controller, ApiMetrics* metrics, std::string operator_token);
+  FleetServiceImpl(Controller* controller, ApiMetrics* metrics, std::string operator_token,
+                   absl::Duration migration_step_limit = absl::Seconds(60));
 
   grpc::Status Apply(grpc::ServerContext* context, const tenon::v1::ApplyRequest* request,
                      tenon::v1::ApplyResponse* response) override;
@@ -47,6 +48,7 @@ class FleetServiceImpl final : public tenon::v1::FleetService::Service {
   Controller* controller_;
   ApiMetrics* metrics_;
   std::string operator_token_;
+  absl::Duration migration_step_limit_;
 };
 
 class AgentServiceImpl final : public tenon::v1::AgentService::CallbackService {

@@ -1,7 +1,8 @@
 // REST over HTTP/1.1 on the controller's second port: the FleetService messages as JSON (the
 // protobuf JSON mapping with proto field names) under /v1/, plus /metrics and /healthz.
 //
-//   GET    /v1/{devices|apps|deployments|instances|compositions}      List (query: selector=k=v,..,
+//   GET    /v1/{devices|apps|deployments|instances|compositions}      List (query:
+//   selector=k%3Dv,..,
 //                                                                       device, deployment,
 //                                                                       page_size, page_token)
 //   GET    /v1/{kind}/{name}                                          Get

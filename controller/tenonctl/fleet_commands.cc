@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "object_manifest.h"
@@ -436,6 +437,46 @@ int run_token_create(const ClientConfig& config, const FleetOptions& options) {
                                   absl::UTCTimeZone())
               << "\n";
   }
+  return kExitOk;
+}
+
+}  // namespace tenon::controller
+
+namespace tenon::controller {
+
+int run_migrate(const ClientConfig& config, const FleetOptions& options) {
+  tenon::v1::MigrateRequest request;
+  request.set_instance(options.name);
+  request.set_target_device(options.target_device);
+  FleetClient client(config);
+  tenon::v1::MigrateResponse response;
+  std::cerr << "migrating " << options.name << " to " << options.target_device
+            << ": pause and snapshot at the source, transfer, restore and resume at the target\n";
+  // Each step may take up to a minute on the controller's side: no shorter deadline here.
+  std::unique_ptr<grpc::ClientContext> context = client.context(/*with_deadline=*/false);
+  context->set_deadline(
+      absl::ToChronoTime(absl::Now() + std::max(config.timeout, absl::Minutes(4))));
+  const grpc::Status status = client.stub().Migrate(context.get(), request, &response);
+  if (!status.ok()) return report_rpc(status, config);
+  const tenon::v1::MigrationReport& report = response.report();
+  auto ms = [](const google::protobuf::Duration& duration) {
+    return absl::StrFormat("%.1f ms", duration.seconds() * 1e3 + duration.nanos() / 1e6);
+  };
+  if (options.output == "json") {
+    google::protobuf::util::JsonPrintOptions print_options;
+    print_options.preserve_proto_field_names = true;
+    std::string text;
+    (void)google::protobuf::util::MessageToJsonString(response, &text, print_options);
+    std::cout << text << "\n";
+    return kExitOk;
+  }
+  std::cout << "instance/" << options.name << " migrated " << report.source_device() << " -> "
+            << report.target_device() << "\n"
+            << "  downtime " << ms(report.downtime()) << " (snapshot " << ms(report.snapshot_time())
+            << ", transfer " << ms(report.transfer_time()) << ", restore and resume "
+            << ms(report.restore_time()) << ")\n"
+            << "  snapshot " << report.snapshot_bytes() << " bytes, " << report.snapshot_digest()
+            << "\n";
   return kExitOk;
 }
 

@@ -1,4 +1,5 @@
-// tenonctl's fleet commands: apply, get, describe, delete, diff, logs and token create, each one
+// tenonctl's fleet commands: apply, get, describe, delete, diff, logs, migrate and token create,
+// each one
 // or a few FleetService RPCs against tenon-controller.
 #pragma once
 
@@ -35,6 +36,8 @@ struct FleetOptions {
   uint32_t token_uses = 0;
   std::string token_ttl = "24h";
   std::vector<std::string> token_labels;  // key=value
+  // migrate
+  std::string target_device;
 };
 
 int run_apply(const ClientConfig& config, const FleetOptions& options);
@@ -44,5 +47,6 @@ int run_delete(const ClientConfig& config, const FleetOptions& options);
 int run_diff(const ClientConfig& config, const FleetOptions& options);
 int run_logs(const ClientConfig& config, const FleetOptions& options);
 int run_token_create(const ClientConfig& config, const FleetOptions& options);
+int run_migrate(const ClientConfig& config, const FleetOptions& options);
 
 }  // namespace tenon::controller

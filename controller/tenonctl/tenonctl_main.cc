@@ -206,8 +206,15 @@ int main(int argc, char** argv) {
                                    "key=value given to enrolled devices (repeatable)");
   token_create_command->add_option("-o,--output", fleet.output, "json or yaml")
       ->check(CLI::IsMember({"json", "yaml"}));
-  for (CLI::App* command : {apply_command, get_command, describe_command, delete_command,
-                            diff_command, logs_command, token_command, token_create_command}) {
+  CLI::App* migrate_command = cli.add_subcommand(
+      "migrate", "Move a running instance to another device (snapshot, transfer, restore)");
+  migrate_command->add_option("instance", fleet.name, "Instance name")->required();
+  migrate_command->add_option("--to", fleet.target_device, "Target device")->required();
+  migrate_command->add_option("-o,--output", fleet.output, "json for the whole report")
+      ->check(CLI::IsMember({"json"}));
+  for (CLI::App* command :
+       {apply_command, get_command, describe_command, delete_command, diff_command, logs_command,
+        migrate_command, token_command, token_create_command}) {
     command->fallthrough();
   }
 
@@ -235,5 +242,6 @@ int main(int argc, char** argv) {
   if (delete_command->parsed()) return run_delete(*client, fleet);
   if (diff_command->parsed()) return run_diff(*client, fleet);
   if (logs_command->parsed()) return run_logs(*client, fleet);
+  if (migrate_command->parsed()) return run_migrate(*client, fleet);
   return run_token_create(*client, fleet);
 }

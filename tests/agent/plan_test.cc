@@ -94,6 +94,9 @@ std::string kinds(const std::vector<Action>& actions) {
       case ActionKind::kForget:
         text += "forget";
         break;
+      case ActionKind::kRestore:
+        text += "restore";
+        break;
     }
     text += ":" + action.name;
   }
@@ -106,6 +109,23 @@ TEST(PlanTest, FetchesAMissingImageBeforeCreating) {
   EXPECT_EQ(kinds(planner.run()), "fetch:a");
   planner.input.images_held.insert(kImage);
   EXPECT_EQ(kinds(planner.run()), "create:a");
+}
+
+TEST(PlanTest, AMigratingInstanceIsRestoredFromItsSnapshotThenResumed) {
+  const std::string snapshot = "sha256:" + std::string(64, 'e');
+  Planner planner;
+  DesiredInstance desired = instance("a", "u1");
+  desired.set_restore_snapshot_digest(snapshot);
+  *planner.desired.add_instances() = desired;
+  std::vector<Action> actions = planner.run();
+  EXPECT_EQ(kinds(actions), "fetch:a");
+  EXPECT_EQ(actions[0].image_digest, snapshot) << "the snapshot, not the image";
+  planner.input.images_held.insert(snapshot);
+  EXPECT_EQ(kinds(planner.run()), "restore:a");
+  // Restored (PAUSED) and recorded: resumed like any paused instance, never restored again.
+  planner.input.records["a"] = record("a", "u1", "vm1");
+  planner.input.vms["a"] = vm("a", "vm1", tenon::v1::VM_STATE_PAUSED);
+  EXPECT_EQ(kinds(planner.run()), "resume:a");
 }
 
 TEST(PlanTest, StartsACreatedVmAndPausesOrResumesAsDesired) {

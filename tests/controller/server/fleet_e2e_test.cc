@@ -97,13 +97,20 @@ class FleetTest : public ::testing::Test {
 
   void start_controller(const std::string& listen) {
     std::filesystem::remove(dir_ + "/ready.json");
-    controller_ = ChildProcess::start(
-        {TENON_CONTROLLER_BINARY, "--data-dir", dir_ + "/controller", "--listen", listen,
-         "--http-listen", "127.0.0.1:0", "--ready-file", dir_ + "/ready.json",
-         "--telemetry-interval", "0.5", "--flush-interval", "0.2"},
-        dir_ + "/controller.log");
+    controller_ =
+        ChildProcess::start({TENON_CONTROLLER_BINARY, "--data-dir", dir_ + "/controller",
+                             "--listen", listen, "--http-listen", "127.0.0.1:0", "--ready-file",
+                             dir_ + "/ready.json", "--telemetry-interval", "0.5",
+                             "--flush-interval", "0.2", "--migration-step-timeout", "15"},
+                            dir_ + "/controller.log");
     ASSERT_TRUE(controller_.has_value());
-    ASSERT_TRUE(eventually([&] { return std::filesystem::exists(dir_ + "/ready.json"); }, 20s))
+    ASSERT_TRUE(eventually(
+                    [&] {
+                      return std::filesystem::exists(dir_ + "/ready.json") ||
+                             !controller_->running();
+                    },
+                    20s) &&
+                std::filesystem::exists(dir_ + "/ready.json"))
         << controller_->log();
     nlohmann::json ready = nlohmann::json::parse(read_file(dir_ + "/ready.json"));
     grpc_address_ = ready["grpc_address"];
@@ -162,12 +169,14 @@ class FleetTest : public ::testing::Test {
   }
 
   std::optional<ChildProcess> start_agent(const std::string& device, const std::string& state,
-                                          const std::string& token_file, const std::string& log) {
-    return ChildProcess::start({TENON_AGENT_BINARY, "--controller", grpc_address_, "--device-name",
-                                device, "--bootstrap-token-file", token_file, "--state-dir",
-                                dir_ + "/" + state, "--mortised-socket", mortised_->socket_path(),
-                                "--max-backoff", "1s", "--telemetry-interval", "500ms"},
-                               dir_ + "/" + log);
+                                          const std::string& token_file, const std::string& log,
+                                          const std::string& mortised_socket = "") {
+    return ChildProcess::start(
+        {TENON_AGENT_BINARY, "--controller", grpc_address_, "--device-name", device,
+         "--bootstrap-token-file", token_file, "--state-dir", dir_ + "/" + state,
+         "--mortised-socket", mortised_socket.empty() ? mortised_->socket_path() : mortised_socket,
+         "--max-backoff", "1s", "--telemetry-interval", "500ms"},
+        dir_ + "/" + log);
   }
 
   // Applies the manifest, enrolls edge-1 and waits for the control instance to run.
@@ -182,12 +191,14 @@ class FleetTest : public ::testing::Test {
         << controller_->log();
   }
 
-  std::vector<tenon::v1::Vm> vms() {
+  static std::vector<tenon::v1::Vm> vms_of(mortise::testing::MortisedProcess& mortised) {
     grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 5s);
     tenon::v1::ListVmsResponse response;
-    mortised_->stub().List(&context, tenon::v1::ListVmsRequest(), &response);
+    mortised.stub().List(&context, tenon::v1::ListVmsRequest(), &response);
     return {response.vms().begin(), response.vms().end()};
   }
+  std::vector<tenon::v1::Vm> vms() { return vms_of(*mortised_); }
 
   std::string dir_;
   std::optional<ChildProcess> controller_;
@@ -345,5 +356,125 @@ TEST_F(FleetTest, WrongTokensAndBadManifestsAreRefusedAndChangeNothing) {
   EXPECT_THAT(heavy.output, HasSubstr("edge-1"));
   EXPECT_THAT(tenonctl("get app loop -o yaml").output, HasSubstr("20000"));
 }
+
+// Two devices, each with its own mortised and agent: edge-1 runs the control loop, edge-2 runs
+// nothing until the instance migrates there.
+class MigrationTest : public FleetTest {
+ protected:
+  void SetUp() override {
+    FleetTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    mortise::testing::MortisedOptions options;
+    options.mortised_binary = MORTISED_BINARY;
+    options.image_directory = TENON_IMAGE_DIR;
+    auto second = mortise::testing::MortisedProcess::start(options);
+    ASSERT_TRUE(second.ok()) << second.status();
+    second_mortised_ = std::move(*second);
+    std::string manifest = kManifest;
+    manifest.replace(manifest.find("  labels: {site: lab}"), 21, "  labels: {site: lab, role: a}");
+    manifest.replace(manifest.rfind("match_labels: {site: lab}"), 25, "match_labels: {role: a}");
+    manifest +=
+        "---\napiVersion: tenon/v1\nkind: Device\nmetadata:\n  name: edge-2\n"
+        "  labels: {site: lab, role: b}\n";
+    std::ofstream(dir_ + "/fleet.yaml") << manifest;
+    bring_up();
+    if (HasFatalFailure()) return;
+    second_agent_ = start_agent("edge-2", "agent-2", bootstrap_token("edge-2"), "agent-2.log",
+                                second_mortised_->socket_path());
+    ASSERT_TRUE(eventually(
+        [&] {
+          return tenonctl("get device edge-2 -o json").output.find("CONNECTION_STATE_CONNECTED") !=
+                 std::string::npos;
+        },
+        30s))
+        << second_agent_->log();
+  }
+  void TearDown() override {
+    second_agent_.reset();
+    FleetTest::TearDown();
+    second_mortised_.reset();
+  }
+
+  size_t running_copies() {
+    size_t running = 0;
+    for (auto* mortised : {mortised_.get(), second_mortised_.get()}) {
+      for (const tenon::v1::Vm& vm : vms_of(*mortised)) {
+        if (vm.state() == tenon::v1::VM_STATE_RUNNING) ++running;
+      }
+    }
+    return running;
+  }
+
+  std::unique_ptr<mortise::testing::MortisedProcess> second_mortised_;
+};
+
+TEST_F(MigrationTest, MovesTheInstanceWithItsIdentityAndHistory) {
+  const nlohmann::json before = instances().at(0);
+  const std::string name = before["metadata"]["name"];
+  const uint64_t jobs_before = jobs(before);
+  ShellResult moved = tenonctl("migrate " + name + " --to edge-2");
+  ASSERT_EQ(moved.exit_code, 0) << moved.output << agent_->log() << second_agent_->log()
+                                << controller_->log();
+  EXPECT_THAT(moved.output, HasSubstr("downtime"));
+  ASSERT_TRUE(eventually(
+      [&] {
+        nlohmann::json items = instances();
+        return items.size() == 1 && items[0]["spec"]["device"] == "edge-2" && converged(1) &&
+               jobs(items[0]) > jobs_before && vms().empty() &&
+               vms_of(*second_mortised_).size() == 1;
+      },
+      60s))
+      << tenonctl("get instances -o wide").output << second_agent_->log();
+  const nlohmann::json after = instances().at(0);
+  EXPECT_EQ(after["metadata"]["uid"], before["metadata"]["uid"]) << "the same instance";
+  EXPECT_EQ(after["status"].value("migrated_from", ""), "edge-1");
+  EXPECT_EQ(running_copies(), 1u);
+}
+
+TEST_F(MigrationTest, ToADisconnectedDeviceIsRefusedAndChangesNothing) {
+  const std::string name = instances().at(0)["metadata"]["name"];
+  second_agent_->signal(SIGKILL);
+  second_agent_->wait_exit(10s);
+  ASSERT_TRUE(eventually(
+      [&] {
+        return tenonctl("get device edge-2 -o json").output.find("DISCONNECTED") !=
+               std::string::npos;
+      },
+      20s));
+  ShellResult refused = tenonctl("migrate " + name + " --to edge-2");
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_THAT(refused.output, HasSubstr("connected"));
+  EXPECT_TRUE(converged(1));
+  EXPECT_EQ(running_copies(), 1u);
+}
+
+// A step that does not finish (the mortised it needs is frozen) rolls the migration back: the
+// instance runs at the source again, exactly once.
+class MigrationFailureTest : public MigrationTest,
+                             public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(MigrationFailureTest, LeavesOneRunningCopyAtTheSource) {
+  const std::string frozen = GetParam();
+  const nlohmann::json before = instances().at(0);
+  const std::string name = before["metadata"]["name"];
+  mortise::testing::MortisedProcess& stopped = frozen == "source" ? *mortised_ : *second_mortised_;
+  ::kill(stopped.pid(), SIGSTOP);
+  ShellResult failed = tenonctl("migrate " + name + " --to edge-2");
+  ::kill(stopped.pid(), SIGCONT);
+  EXPECT_NE(failed.exit_code, 0) << failed.output;
+  EXPECT_THAT(failed.output, HasSubstr("failed at step"));
+  EXPECT_TRUE(eventually(
+      [&] {
+        nlohmann::json items = instances();
+        return items.size() == 1 && items[0]["spec"]["device"] == "edge-1" && converged(1) &&
+               running_copies() == 1 && vms_of(*second_mortised_).empty();
+      },
+      60s))
+      << tenonctl("get instances -o wide").output << agent_->log() << second_agent_->log();
+  EXPECT_EQ(instances().at(0)["metadata"]["uid"], before["metadata"]["uid"]);
+}
+
+INSTANTIATE_TEST_SUITE_P(FrozenMortised, MigrationFailureTest,
+                         ::testing::Values("source", "target"));
 
 }  // namespace

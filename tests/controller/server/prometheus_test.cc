@@ -51,7 +51,12 @@ TEST(PrometheusTest, ScrapesTheControllersMetrics) {
        "--http-listen", "127.0.0.1:0", "--ready-file", dir + "/ready.json"},
       dir + "/controller.log");
   ASSERT_TRUE(controller.has_value());
-  ASSERT_TRUE(eventually([&] { return std::filesystem::exists(dir + "/ready.json"); }, 20s));
+  ASSERT_TRUE(
+      eventually(
+          [&] { return std::filesystem::exists(dir + "/ready.json") || !controller->running(); },
+          20s) &&
+      std::filesystem::exists(dir + "/ready.json"))
+      << controller->log();
   const std::string target = nlohmann::json::parse(read_file(dir + "/ready.json"))["http_address"];
   std::ofstream(dir + "/prometheus.yml") << "global:\n  scrape_interval: 1s\n"
                                             "scrape_configs:\n  - job_name: tenon-controller\n"

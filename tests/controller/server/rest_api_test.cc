@@ -1,0 +1,125 @@
+// The REST face of a real tenon-controller over loopback: the FleetService messages as JSON under
+// /v1/, errors as {code, status, message} with their HTTP statuses, and the bearer token.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "child_process.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "shell_command.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using tenon::test_support::ChildProcess;
+using tenon::test_support::eventually;
+using tenon::test_support::run_shell;
+using ::testing::HasSubstr;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+class RestApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/tenon-rest-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    controller_ = ChildProcess::start(
+        {TENON_CONTROLLER_BINARY, "--data-dir", dir_ + "/controller", "--listen", "127.0.0.1:0",
+         "--http-listen", "127.0.0.1:0", "--ready-file", dir_ + "/ready.json"},
+        dir_ + "/controller.log");
+    ASSERT_TRUE(controller_.has_value());
+    ASSERT_TRUE(eventually(
+                    [&] {
+                      return std::filesystem::exists(dir_ + "/ready.json") ||
+                             !controller_->running();
+                    },
+                    20s) &&
+                std::filesystem::exists(dir_ + "/ready.json"))
+        << controller_->log();
+    address_ = nlohmann::json::parse(read_file(dir_ + "/ready.json"))["http_address"];
+    token_ = read_file(dir_ + "/controller/operator-token");
+    token_.erase(token_.find_last_not_of('\n') + 1);
+  }
+  void TearDown() override {
+    if (controller_) controller_->stop();
+    std::filesystem::remove_all(dir_);
+  }
+
+  struct Reply {
+    int http = 0;
+    nlohmann::json body;
+  };
+  // curl with the token (unless `authorized` is false); the body is written to a file first.
+  Reply call(const std::string& method, const std::string& path, const std::string& body = "",
+             bool authorized = true) {
+    std::ofstream(dir_ + "/body.json") << body;
+    const std::string command =
+        "curl -s -o " + dir_ + "/reply.json -w '%{http_code}' -X " + method +
+        (authorized ? " -H 'Authorization: Bearer " + token_ + "'" : std::string()) +
+        (body.empty() ? std::string() : " --data-binary @" + dir_ + "/body.json") + " http://" +
+        address_ + path;
+    Reply reply;
+    reply.http = std::stoi(run_shell(command).output);
+    reply.body = nlohmann::json::parse(read_file(dir_ + "/reply.json"), nullptr, false);
+    return reply;
+  }
+
+  std::string dir_, address_, token_;
+  std::optional<ChildProcess> controller_;
+};
+
+TEST_F(RestApiTest, ServesTheFleetApiAsJson) {
+  Reply created = call("POST", "/v1/apply",
+                       R"({"objects": [{"device": {"metadata": {"name": "edge-7",
+                           "labels": {"site": "lab"}}}}]})");
+  ASSERT_EQ(created.http, 200) << created.body.dump();
+  EXPECT_EQ(created.body["results"][0]["action"], "CHANGE_ACTION_CREATE");
+  Reply got = call("GET", "/v1/devices/edge-7");
+  ASSERT_EQ(got.http, 200);
+  EXPECT_EQ(got.body["device"]["status"]["connection_state"], "CONNECTION_STATE_NOT_ENROLLED");
+  Reply listed = call("GET", "/v1/devices?selector=site%3Dlab");
+  ASSERT_EQ(listed.http, 200);
+  EXPECT_EQ(listed.body["objects"].size(), 1u);
+  Reply token = call("POST", "/v1/bootstrap-tokens", R"({"device_name": "edge-7"})");
+  ASSERT_EQ(token.http, 200);
+  EXPECT_THAT(token.body.value("token", ""), HasSubstr("tenon-bootstrap-"));
+  Reply deleted = call("DELETE", "/v1/devices/edge-7");
+  EXPECT_EQ(deleted.http, 200);
+  EXPECT_EQ(call("GET", "/v1/devices/edge-7").http, 404);
+  EXPECT_EQ(run_shell("curl -s http://" + address_ + "/healthz").output, "ok\n");
+}
+
+TEST_F(RestApiTest, ErrorsCarryTheirCodeStatusAndMessage) {
+  Reply missing = call("GET", "/v1/apps/nope");
+  EXPECT_EQ(missing.http, 404);
+  EXPECT_EQ(missing.body["status"], "NOT_FOUND");
+  EXPECT_EQ(missing.body["code"], 5);
+  Reply garbage = call("POST", "/v1/apply", "{not json");
+  EXPECT_EQ(garbage.http, 400);
+  EXPECT_EQ(garbage.body["status"], "INVALID_ARGUMENT");
+  Reply bad_name =
+      call("POST", "/v1/apply", R"({"objects": [{"device": {"metadata": {"name": "Edge_7"}}}]})");
+  EXPECT_EQ(bad_name.http, 400);
+  EXPECT_THAT(bad_name.body.value("message", ""), HasSubstr("metadata.name"));
+  Reply dangling = call("POST", "/v1/apply",
+                        R"({"objects": [{"deployment": {"metadata": {"name": "d"},
+                            "spec": {"app": "ghost", "selector": {"match_labels": {"a": "b"}}}}}]})");
+  EXPECT_EQ(dangling.http, 404);
+  Reply derived = call("DELETE", "/v1/instances/whatever");
+  EXPECT_EQ(derived.http, 400);
+  Reply anonymous = call("GET", "/v1/devices", "", /*authorized=*/false);
+  EXPECT_EQ(anonymous.http, 401);
+  EXPECT_EQ(anonymous.body["status"], "UNAUTHENTICATED");
+  // Nothing of the refused requests was stored.
+  EXPECT_EQ(call("GET", "/v1/deployments").body.value("objects", nlohmann::json::array()).size(),
+            0u);
+}
+
+}  // namespace
