@@ -353,6 +353,7 @@ tenon::v1::CreateVmRequest create_request_of(const DesiredInstance& desired) {
   if (run_time.seconds() != 0 || run_time.nanos() != 0) {
     *request.mutable_app_run_time() = run_time;
   }
+  *request.mutable_channels() = desired.channels();
   return request;
 }
 

@@ -179,6 +179,23 @@ std::optional<ValidationError> check_deployment(const tenon::v1::Deployment& dep
   if (auto problem = check_duration(spec.runtime().app_run_time(), "spec.runtime.app_run_time")) {
     return problem;
   }
+  std::set<std::string> channels;
+  for (int i = 0; i < spec.channels_size(); ++i) {
+    const tenon::v1::ChannelEndpoint& channel = spec.channels(i);
+    const std::string item = absl::StrCat("spec.channels[", i, "]");
+    // The guest's name field holds 15 characters (tenon/include/tenon/ivc.h).
+    if (std::string problem = object_name_problem(channel.name(), 15); !problem.empty()) {
+      return error(item + ".name", absl::StrCat("channel name ", problem));
+    }
+    if (!channels.insert(channel.name()).second) {
+      return error(item + ".name",
+                   absl::StrCat("channel '", channel.name(), "' is declared twice"));
+    }
+    if (channel.side() != tenon::v1::CHANNEL_SIDE_A &&
+        channel.side() != tenon::v1::CHANNEL_SIDE_B) {
+      return error(item + ".side", "must be A or B");
+    }
+  }
   return std::nullopt;
 }
 

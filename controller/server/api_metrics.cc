@@ -99,6 +99,24 @@ std::string ApiMetrics::render(const ControllerSnapshot& snapshot) const {
     }
   }
   absl::StrAppend(&out, misses, release, response);
+  header(&out, "tenon_instance_channel_messages_total", "counter",
+         "Messages an instance sent or received on an inter-VM channel.");
+  std::string peer_errors;
+  header(&peer_errors, "tenon_instance_channel_peer_errors_total", "counter",
+         "Indices or lengths from the channel's peer that failed validation.");
+  for (const tenon::v1::InstanceTelemetry& telemetry : snapshot.telemetry) {
+    for (const tenon::v1::ChannelTelemetry& channel : telemetry.channels()) {
+      const std::string labels = absl::StrCat("instance=\"", escape(telemetry.instance_name()),
+                                              "\",channel=\"", escape(channel.name()), "\"");
+      absl::StrAppend(&out, "tenon_instance_channel_messages_total{", labels,
+                      ",direction=\"sent\"} ", channel.messages_sent(), "\n");
+      absl::StrAppend(&out, "tenon_instance_channel_messages_total{", labels,
+                      ",direction=\"received\"} ", channel.messages_received(), "\n");
+      absl::StrAppend(&peer_errors, "tenon_instance_channel_peer_errors_total{", labels, "} ",
+                      channel.peer_errors(), "\n");
+    }
+  }
+  absl::StrAppend(&out, peer_errors);
   header(&out, "tenon_controller_image_transfers_total", "counter",
          "Images sent to devices (each transfer counted once).");
   absl::StrAppend(&out, "tenon_controller_image_transfers_total ", snapshot.image_transfers, "\n");

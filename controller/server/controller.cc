@@ -57,6 +57,15 @@ bool same_message(const google::protobuf::Message& a, const google::protobuf::Me
   return google::protobuf::util::MessageDifferencer::Equals(a, b);
 }
 
+// Channels are declared when a VM is created: changing them means a new VM.
+bool same_channels(const v1::InstanceSpec& a, const v1::InstanceSpec& b) {
+  if (a.channels_size() != b.channels_size()) return false;
+  for (int i = 0; i < a.channels_size(); ++i) {
+    if (!same_message(a.channels(i), b.channels(i))) return false;
+  }
+  return true;
+}
+
 bool is_terminal(v1::InstanceState state) {
   return state == v1::INSTANCE_STATE_EXITED || state == v1::INSTANCE_STATE_FAULTED ||
          state == v1::INSTANCE_STATE_CRASHED;
@@ -288,6 +297,7 @@ Controller::PlannedInstance Controller::planned_from_spec(const v1::Instance& in
   desired.set_state(v1::DESIRED_INSTANCE_STATE_RUNNING);
   desired.set_restart_policy(spec.restart_policy());
   *desired.mutable_runtime() = spec.runtime();
+  *desired.mutable_channels() = spec.channels();
   planned.spec = spec;
   return planned;
 }
@@ -320,8 +330,15 @@ Controller::DevicePlan Controller::plan_device(const FleetView& view, const v1::
       plan.errors[name] = absl::StrCat("app ", deployment.spec().app(), " does not exist");
       continue;
     }
+    // Declared channels need the ivc library in the image.
+    v1::AppSpec app_spec = app->second.spec();
+    if (deployment.spec().channels_size() > 0 &&
+        std::find(app_spec.needs().begin(), app_spec.needs().end(), "ivc") ==
+            app_spec.needs().end()) {
+      app_spec.add_needs("ivc");
+    }
     absl::StatusOr<ComposedApp> composed =
-        composer_->compose(app->first, app->second.spec(), device.status().profile(),
+        composer_->compose(app->first, app_spec, device.status().profile(),
                            deployment.spec().placement(), /*build=*/true);
     if (!composed.ok()) {
       plan.errors[name] = std::string(composed.status().message());
@@ -340,6 +357,7 @@ Controller::DevicePlan Controller::plan_device(const FleetView& view, const v1::
                                    ? v1::RESTART_POLICY_ON_FAILURE
                                    : deployment.spec().restart_policy());
     *desired.mutable_runtime() = deployment.spec().runtime();
+    *desired.mutable_channels() = deployment.spec().channels();
     if (desired.runtime().stack_bytes() == 0) {
       desired.mutable_runtime()->set_stack_bytes(kBootStackBytes);
     }
@@ -354,6 +372,7 @@ Controller::DevicePlan Controller::plan_device(const FleetView& view, const v1::
     spec.set_restart_policy(desired.restart_policy());
     spec.set_deployment_generation(deployment.metadata().generation());
     *spec.mutable_runtime() = desired.runtime();
+    *spec.mutable_channels() = desired.channels();
     planned.composition = std::move(composed->composition);
     if (const Migration* migration = active_migration(desired.name());
         migration != nullptr && migration->source == device_name) {
@@ -447,6 +466,7 @@ absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string
                         found->second.spec().image_digest() == planned.spec.image_digest() &&
                         same_message(found->second.spec().placement(), planned.spec.placement()) &&
                         same_message(found->second.spec().runtime(), planned.spec.runtime()) &&
+                        same_channels(found->second.spec(), planned.spec) &&
                         found->second.spec().restart_policy() == planned.spec.restart_policy();
       v1::Object object;
       v1::Instance* instance = object.mutable_instance();

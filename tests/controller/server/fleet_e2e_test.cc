@@ -477,4 +477,46 @@ TEST_P(MigrationFailureTest, LeavesOneRunningCopyAtTheSource) {
 INSTANTIATE_TEST_SUITE_P(FrozenMortised, MigrationFailureTest,
                          ::testing::Values("source", "target"));
 
+TEST_F(FleetTest, DeploymentsDeclareAChannelAndTheirInstancesTalkOverIt) {
+  std::ofstream(dir_ + "/channels.yaml")
+      << "apiVersion: tenon/v1\nkind: Device\nmetadata:\n  name: edge-1\n  labels: {site: lab}\n"
+         "---\napiVersion: tenon/v1\nkind: App\nmetadata:\n  name: sensor\nspec:\n"
+         "  program: sensor\n"
+         "---\napiVersion: tenon/v1\nkind: App\nmetadata:\n  name: ivc-control\nspec:\n"
+         "  program: ivc-control\n"
+         "---\napiVersion: tenon/v1\nkind: Deployment\nmetadata:\n  name: sensor\nspec:\n"
+         "  app: sensor\n  selector: {match_labels: {site: lab}}\n"
+         "  channels: [{name: plant, side: A}]\n"
+         "---\napiVersion: tenon/v1\nkind: Deployment\nmetadata:\n  name: control\nspec:\n"
+         "  app: ivc-control\n  selector: {match_labels: {site: lab}}\n"
+         "  channels: [{name: plant, side: B}]\n";
+  ShellResult applied = tenonctl("apply -f " + dir_ + "/channels.yaml");
+  ASSERT_EQ(applied.exit_code, 0) << applied.output;
+  agent_ = start_agent("edge-1", "agent", bootstrap_token("edge-1"), "agent.log");
+  ASSERT_TRUE(eventually([&] { return converged(2); }, 60s))
+      << tenonctl("get instances -o wide").output << agent_->log();
+  // Both ends count messages on "plant", and /metrics shows them.
+  EXPECT_TRUE(eventually(
+      [&] {
+        const std::string metrics =
+            run_shell("curl -sS http://" + http_address_ + "/metrics").output;
+        return metrics.find("channel=\"plant\",direction=\"received\"}") != std::string::npos &&
+               metrics.find("channel=\"plant\",direction=\"received\"} 0\n") == std::string::npos;
+      },
+      30s))
+      << run_shell("curl -sS http://" + http_address_ + "/metrics | grep channel").output;
+  for (const tenon::v1::Vm& vm : vms()) {
+    ASSERT_EQ(vm.channels_size(), 1) << vm.name();
+    EXPECT_EQ(vm.channels(0).name(), "plant");
+  }
+  // A malformed channel is refused with its field.
+  std::ofstream(dir_ + "/bad-channel.yaml")
+      << "apiVersion: tenon/v1\nkind: Deployment\nmetadata:\n  name: sensor\nspec:\n"
+         "  app: sensor\n  selector: {match_labels: {site: lab}}\n"
+         "  channels: [{name: plant, side: A}, {name: plant, side: B}]\n";
+  ShellResult bad = tenonctl("apply -f " + dir_ + "/bad-channel.yaml");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_THAT(bad.output, HasSubstr("spec.channels[1].name"));
+}
+
 }  // namespace
