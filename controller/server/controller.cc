@@ -374,9 +374,12 @@ Controller::DevicePlan Controller::plan_device(const FleetView& view, const v1::
     *spec.mutable_runtime() = desired.runtime();
     *spec.mutable_channels() = desired.channels();
     planned.composition = std::move(composed->composition);
-    if (const Migration* migration = active_migration(desired.name());
-        migration != nullptr && migration->source == device_name) {
-      planned.desired.set_state(v1::DESIRED_INSTANCE_STATE_PAUSED);
+    if (const Migration* migration = active_migration(desired.name()); migration != nullptr) {
+      if (migration->source == device_name) {
+        planned.desired.set_state(v1::DESIRED_INSTANCE_STATE_PAUSED);
+      } else if (migration->target == device_name) {  // migrating back home
+        planned.desired.set_restore_snapshot_digest(migration->snapshot_digest);
+      }
     }
     plan.instances.push_back(std::move(planned));
   }
@@ -384,8 +387,19 @@ Controller::DevicePlan Controller::plan_device(const FleetView& view, const v1::
   if (pins != nullptr) {
     for (const auto& [name, instance] : *pins) {
       const v1::InstanceSpec& spec = instance.spec();
-      if (spec.device() != device_name || name == instance_name(spec.deployment(), device_name) ||
+      if (name == instance_name(spec.deployment(), device_name) ||
           !view.deployments.contains(spec.deployment())) {
+        continue;  // named after this device: handled above
+      }
+      if (spec.device() != device_name) {
+        // Migrating away from here (it came here by an earlier migration): held paused.
+        const Migration* migration = active_migration(name);
+        if (migration != nullptr && migration->source == device_name) {
+          PlannedInstance held = planned_from_spec(instance);
+          held.spec.set_device(device_name);
+          held.desired.set_state(v1::DESIRED_INSTANCE_STATE_PAUSED);
+          plan.instances.push_back(std::move(held));
+        }
         continue;
       }
       PlannedInstance planned = planned_from_spec(instance);

@@ -429,6 +429,24 @@ TEST_F(MigrationTest, MovesTheInstanceWithItsIdentityAndHistory) {
   EXPECT_EQ(after["metadata"]["uid"], before["metadata"]["uid"]) << "the same instance";
   EXPECT_EQ(after["status"].value("migrated_from", ""), "edge-1");
   EXPECT_EQ(running_copies(), 1u);
+  EXPECT_THAT(second_agent_->log(), HasSubstr("restored " + name)) << "restored, not booted";
+
+  // And back home: still the same instance, its counters still going.
+  const uint64_t jobs_away = jobs(instances().at(0));
+  ShellResult back = tenonctl("migrate " + name + " --to edge-1 -o json");
+  ASSERT_EQ(back.exit_code, 0) << back.output << agent_->log() << second_agent_->log();
+  EXPECT_THAT(back.output, HasSubstr("\"downtime\""));
+  ASSERT_TRUE(eventually(
+      [&] {
+        nlohmann::json items = instances();
+        return items.size() == 1 && items[0]["spec"]["device"] == "edge-1" && converged(1) &&
+               jobs(items[0]) > jobs_away && vms_of(*second_mortised_).empty() && vms().size() == 1;
+      },
+      60s))
+      << tenonctl("get instances -o wide").output << agent_->log();
+  EXPECT_EQ(instances().at(0)["metadata"]["uid"], before["metadata"]["uid"]);
+  EXPECT_EQ(running_copies(), 1u);
+  EXPECT_THAT(agent_->log(), HasSubstr("restored " + name)) << "restored, not booted";
 }
 
 TEST_F(MigrationTest, ToADisconnectedDeviceIsRefusedAndChangesNothing) {
