@@ -821,6 +821,7 @@ void Agent::restore_instance(const DesiredInstance& desired) {
   set_note(name, "");
   log_line(absl::StrCat("restored ", name, " from ", digest, " (vm uid ", response.vm().uid(),
                         "); it resumes next"));
+  wake_reconcile();  // the resume is the next pass's work: do not wait a period for it
 }
 
 // ---- Reconciling --------------------------------------------------------------------------------
@@ -1060,6 +1061,7 @@ void Agent::create_instance(const DesiredInstance& desired, bool is_restart) {
     log_line(absl::StrCat("cannot record instance ", name, ": ", stored.message()));
   }
   set_note(name, "");
+  wake_reconcile();  // starting it is the next pass's work: do not wait a period for it
   log_line(absl::StrCat("created ", name, " (vm uid ", response.vm().uid(), ", pid ",
                         response.vm().vmm_pid(), ", image ", desired.image_digest(),
                         is_restart ? absl::StrCat(", restart ", record.restart_count) : "", ")"));

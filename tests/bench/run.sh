@@ -39,3 +39,6 @@ if [ "${BENCH_IVC_MILLION:-0}" = 1 ]; then ivc_million=(--million); fi
 "$build_dir/bin/ivc_bench" --image-dir "$build_dir/images" "${ivc_million[@]}" \
   --output "$out_dir/ivc-$stamp.json" --commit "$commit" \
   --command "$command BENCH_IVC_MILLION=${BENCH_IVC_MILLION:-0}"
+
+bash tests/bench/migration_bench.sh "$build_dir" "$out_dir/migration-$stamp.json" \
+  "${BENCH_MIGRATIONS:-20}" "$commit" "$command BENCH_MIGRATIONS=${BENCH_MIGRATIONS:-20}"
