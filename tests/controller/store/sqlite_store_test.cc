@@ -24,10 +24,10 @@ namespace tenon::controller {
 namespace {
 
 using google::protobuf::util::MessageDifferencer;
-using test_support::TemporaryDirectory;
 using tenon::v1::DesiredState;
 using tenon::v1::Object;
 using tenon::v1::ObjectKind;
+using test_support::TemporaryDirectory;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
