@@ -767,7 +767,7 @@ absl::StatusOr<v1::Object> Controller::get(const v1::GetRequest& request) {
       result = std::move(**object);
       return absl::OkStatus();
     }
-    result = with_runtime(std::move(**object), nullptr);
+    result = with_runtime(std::move(**object));
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -828,7 +828,7 @@ absl::StatusOr<v1::ListResponse> Controller::list(const v1::ListRequest& request
         fill_deployment_status(object.mutable_deployment(), context->view, context->instances);
         *response.add_objects() = std::move(object);
       } else {
-        *response.add_objects() = with_runtime(std::move(object), nullptr);
+        *response.add_objects() = with_runtime(std::move(object));
       }
     }
     return absl::OkStatus();
@@ -1120,8 +1120,7 @@ absl::StatusOr<v1::ConsoleChunk> Controller::read_console(const std::string& ins
     uint64_t start = offset;
     if (offset == 0 && tail_bytes != 0 && end > tail_bytes) start = end - tail_bytes;
     start = std::max(start, runtime.console_offset);
-    *terminal = is_terminal(runtime.status.observed_state()) &&
-                runtime.status.observed_state() != v1::INSTANCE_STATE_UNKNOWN;
+    *terminal = is_terminal(runtime.status.observed_state());
     if (start < end || *terminal || absl::Now() >= deadline) {
       v1::ConsoleChunk chunk;
       chunk.set_offset(start);
@@ -1461,7 +1460,10 @@ void Controller::close_session(const std::string& device,
   if (found == devices_.end() || found->second.session != session) return;
   found->second.session.reset();
   found->second.dirty = true;
-  for (auto& [name, runtime] : instances_) runtime.console_subscribed = false;
+  // Subscriptions end with the stream; the next session subscribes again.
+  for (auto& [name, runtime] : instances_) {
+    if (runtime.device == device) runtime.console_subscribed = false;
+  }
   console_changed_.SignalAll();
 }
 
@@ -1552,7 +1554,7 @@ ControllerSnapshot Controller::snapshot() {
 
 // ---- Read-side merging --------------------------------------------------------------------------
 
-v1::Object Controller::with_runtime(v1::Object object, const FleetView*) {
+v1::Object Controller::with_runtime(v1::Object object) {
   if (object.has_device()) fill_device_status(object.mutable_device());
   if (object.has_instance()) fill_instance_status(object.mutable_instance());
   return object;

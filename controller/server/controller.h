@@ -176,7 +176,8 @@ class Controller {
   };
   absl::StatusOr<DeploymentContext> load_deployment_context(StoreTransaction& tx);
 
-  tenon::v1::Object with_runtime(tenon::v1::Object object, const FleetView* view);
+  // The object with what devices reported merged in (Device and Instance; others unchanged).
+  tenon::v1::Object with_runtime(tenon::v1::Object object);
   void fill_device_status(tenon::v1::Device* device);
   void fill_instance_status(tenon::v1::Instance* instance);
   void fill_deployment_status(tenon::v1::Deployment* deployment, const FleetView& view,
