@@ -10,44 +10,22 @@
 #include <memory>
 #include <string>
 
+#include "mortised_fixture.h"
 #include "mortised_process.h"
 #include "tenon/v1/mortise.grpc.pb.h"
 
 namespace {
 
-using mortise::testing::MortisedOptions;
+using mortise::testing::image;
 using mortise::testing::MortisedProcess;
 using mortise::testing::open_descriptor_count;
+using mortise::testing::rpc_deadline;
 using mortise::testing::wait_until;
 
 constexpr uint64_t kGuestMemory = 256 << 10;
 
-std::string image(const std::string& name) { return std::string(TENON_IMAGE_DIR) + "/" + name; }
-
-std::chrono::system_clock::time_point rpc_deadline() {
-  return std::chrono::system_clock::now() + std::chrono::seconds(30);
-}
-
-class MortisedIvcTest : public ::testing::Test {
+class MortisedIvcTest : public mortise::testing::MortisedFixture {
  protected:
-  void SetUp() override {
-    if (access("/dev/kvm", R_OK | W_OK) != 0) {
-      GTEST_SKIP() << "no usable /dev/kvm on this host: mortised cannot run guests here";
-    }
-    MortisedOptions options;
-    options.mortised_binary = MORTISED_BINARY;
-    options.image_directory = TENON_IMAGE_DIR;
-    absl::StatusOr<std::unique_ptr<MortisedProcess>> started = MortisedProcess::start(options);
-    ASSERT_TRUE(started.ok()) << started.status();
-    mortised_ = std::move(*started);
-  }
-  void TearDown() override {
-    if (HasFailure() && mortised_ != nullptr) {
-      std::cerr << "---- mortised log ----\n" << mortised_->log() << "----------------------\n";
-    }
-    mortised_.reset();
-  }
-
   tenon::v1::CreateVmRequest request(const std::string& name, const std::string& image_name,
                                      const std::string& channel, tenon::v1::ChannelSide side) {
     tenon::v1::CreateVmRequest request;
@@ -93,8 +71,6 @@ class MortisedIvcTest : public ::testing::Test {
     return vm;
   }
   bool exited(const std::string& name) { return get(name).state() == tenon::v1::VM_STATE_EXITED; }
-
-  std::unique_ptr<MortisedProcess> mortised_;
 };
 
 TEST_F(MortisedIvcTest, TwoVmsDeclaredOnOneChannelPingPongToTheEnd) {

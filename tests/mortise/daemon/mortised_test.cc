@@ -22,15 +22,17 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "mortised_fixture.h"
 #include "mortised_process.h"
 #include "tenon/v1/mortise.grpc.pb.h"
 
 namespace {
 
-using mortise::testing::MortisedOptions;
+using mortise::testing::image;
 using mortise::testing::MortisedProcess;
 using mortise::testing::open_descriptor_count;
 using mortise::testing::process_running;
+using mortise::testing::rpc_deadline;
 using mortise::testing::wait_until;
 using tenon::v1::MortiseService;
 
@@ -39,33 +41,8 @@ using tenon::v1::MortiseService;
 constexpr absl::Duration kLimit = absl::Seconds(30);
 constexpr uint64_t kGuestMemory = 256 << 10;
 
-std::string image(const std::string& name) { return std::string(TENON_IMAGE_DIR) + "/" + name; }
-
-std::chrono::system_clock::time_point rpc_deadline() {
-  return std::chrono::system_clock::now() + std::chrono::seconds(30);
-}
-
-class MortisedTest : public ::testing::Test {
+class MortisedTest : public mortise::testing::MortisedFixture {
  protected:
-  void SetUp() override {
-    if (access("/dev/kvm", R_OK | W_OK) != 0) {
-      GTEST_SKIP() << "no usable /dev/kvm on this host: mortised cannot run guests here";
-    }
-    MortisedOptions options;
-    options.mortised_binary = MORTISED_BINARY;
-    options.image_directory = TENON_IMAGE_DIR;
-    absl::StatusOr<std::unique_ptr<MortisedProcess>> started = MortisedProcess::start(options);
-    ASSERT_TRUE(started.ok()) << started.status();
-    mortised_ = std::move(*started);
-  }
-
-  void TearDown() override {
-    if (HasFailure() && mortised_ != nullptr) {
-      std::cerr << "---- mortised log ----\n" << mortised_->log() << "----------------------\n";
-    }
-    mortised_.reset();
-  }
-
   MortiseService::Stub& stub() { return mortised_->stub(); }
 
   grpc::Status create(const std::string& name, const std::string& image_name,
@@ -143,8 +120,6 @@ class MortisedTest : public ::testing::Test {
         absl::Seconds(10));
     return count;
   }
-
-  std::unique_ptr<MortisedProcess> mortised_;
 };
 
 const tenon::v1::OperationLatency* latency_of(const tenon::v1::Vm& vm,

@@ -15,25 +15,21 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "mortised_fixture.h"
 #include "mortised_process.h"
 #include "tenon/v1/mortise.grpc.pb.h"
 
 namespace {
 
-using mortise::testing::MortisedOptions;
+using mortise::testing::image;
 using mortise::testing::MortisedProcess;
+using mortise::testing::rpc_deadline;
 using mortise::testing::wait_until;
 using tenon::v1::MortiseService;
 
 // Guest work is slow under nested KVM: generous limits that a passing run never comes near.
 constexpr absl::Duration kLimit = absl::Seconds(60);
 constexpr uint64_t kGuestMemory = 1 << 20;
-
-std::string image(const std::string& name) { return std::string(TENON_IMAGE_DIR) + "/" + name; }
-
-std::chrono::system_clock::time_point rpc_deadline() {
-  return std::chrono::system_clock::now() + std::chrono::seconds(60);
-}
 
 std::string read_file(const std::string& path) {
   std::ifstream stream(path, std::ios::binary);
@@ -168,12 +164,8 @@ class SnapshotTest : public ::testing::Test {
   }
 
   static std::unique_ptr<Daemon> start_daemon() {
-    MortisedOptions options;
-    options.mortised_binary = MORTISED_BINARY;
-    options.image_directory = TENON_IMAGE_DIR;
-    absl::StatusOr<std::unique_ptr<MortisedProcess>> started = MortisedProcess::start(options);
-    EXPECT_TRUE(started.ok()) << started.status();
-    return started.ok() ? std::make_unique<Daemon>(std::move(*started)) : nullptr;
+    std::unique_ptr<MortisedProcess> started = mortise::testing::start_test_mortised();
+    return started != nullptr ? std::make_unique<Daemon>(std::move(started)) : nullptr;
   }
 
   std::unique_ptr<Daemon> source_;
