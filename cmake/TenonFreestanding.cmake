@@ -24,7 +24,8 @@ set(TENON_FREESTANDING_COMPILE_OPTIONS
 set(TENON_FREESTANDING_LINK_OPTIONS
   -nostdlib -static -no-pie -Wl,--gc-sections -Wl,--no-undefined -Wl,--build-id=none
   -Wl,-z,max-page-size=0x1000 -Wl,-z,noexecstack -Wl,--strip-debug)
-set(TENON_LINKER_SCRIPT ${TENON_SOURCE_DIR}/tenon/plat/mortise/image.ld)
+# One linker script for every platform: the layout is the guest ABI's (tenon/abi.h).
+set(TENON_LINKER_SCRIPT ${TENON_SOURCE_DIR}/tenon/plat/image.ld)
 
 find_program(TENON_LD NAMES ld REQUIRED)
 find_program(TENON_OBJCOPY NAMES objcopy REQUIRED)
@@ -68,33 +69,67 @@ function(tenon_library name)
   set_property(TARGET tenon-lib-${name} PROPERTY TENON_ARCHIVE ${archive})
 endfunction()
 
-# tenon_image(<name> SOURCES <files...> LIBRARIES <micro-library names...> [OUTPUT_DIR <dir>])
-# Links build/images/<name>.elf (or <dir>/<name>.elf) from the app sources and exactly the named
-# micro-library archives.
+# tenon_image(<name> SOURCES <files...> LIBRARIES <micro-library names...> [TIMER]
+#             [PLATFORMS <qemu|mortise>...] [OUTPUT_DIR <dir>])
+# Links the app with exactly the named micro-libraries plus, for each platform (both unless
+# PLATFORMS narrows it), that platform's library and, with TIMER, the timer library that matches
+# the platform's engine:
+#   qemu     plat-qemu + timer-lapic              -> <dir>/<name>.elf      (any Linux host)
+#   mortise  plat-mortise + timer-tscdeadline     -> <dir>/kvm/<name>.elf  (the native KVM engine)
+# <dir> is build/images unless OUTPUT_DIR says otherwise. The target tenon-image-<name> builds
+# them all; its properties TENON_IMAGE_QEMU and TENON_IMAGE_KVM name the files.
+set(TENON_PLATFORM_LIBRARIES_qemu plat-qemu)
+set(TENON_TIMER_LIBRARIES_qemu timer-lapic)
+set(TENON_IMAGE_SUBDIR_qemu "")
+set(TENON_PLATFORM_LIBRARIES_mortise plat-mortise)
+set(TENON_TIMER_LIBRARIES_mortise timer-tscdeadline)
+set(TENON_IMAGE_SUBDIR_mortise "/kvm")
+
 function(tenon_image name)
-  cmake_parse_arguments(ARG "" "OUTPUT_DIR" "SOURCES;LIBRARIES" ${ARGN})
+  cmake_parse_arguments(ARG "TIMER" "OUTPUT_DIR" "SOURCES;LIBRARIES;PLATFORMS" ${ARGN})
   if(NOT ARG_OUTPUT_DIR)
     set(ARG_OUTPUT_DIR ${TENON_IMAGE_DIR})
+  endif()
+  if(NOT ARG_PLATFORMS)
+    set(ARG_PLATFORMS qemu mortise)
   endif()
   set(objects tenon-image-${name}-objects)
   add_library(${objects} OBJECT ${ARG_SOURCES})
   _tenon_freestanding_objects(${objects})
-  set(archives "")
-  set(archive_targets "")
-  foreach(library IN LISTS ARG_LIBRARIES)
-    list(APPEND archives ${TENON_ARCHIVE_DIR}/lib${library}.a)
-    list(APPEND archive_targets tenon-lib-${library})
+  set(outputs "")
+  foreach(platform IN LISTS ARG_PLATFORMS)
+    if(NOT DEFINED TENON_PLATFORM_LIBRARIES_${platform})
+      message(FATAL_ERROR "tenon_image(${name}): unknown platform '${platform}'")
+    endif()
+    set(libraries ${ARG_LIBRARIES} ${TENON_PLATFORM_LIBRARIES_${platform}})
+    if(ARG_TIMER)
+      list(APPEND libraries ${TENON_TIMER_LIBRARIES_${platform}})
+    endif()
+    set(archives "")
+    set(archive_targets "")
+    foreach(library IN LISTS libraries)
+      list(APPEND archives ${TENON_ARCHIVE_DIR}/lib${library}.a)
+      list(APPEND archive_targets tenon-lib-${library})
+    endforeach()
+    set(image_dir ${ARG_OUTPUT_DIR}${TENON_IMAGE_SUBDIR_${platform}})
+    file(MAKE_DIRECTORY ${image_dir})
+    set(image ${image_dir}/${name}.elf)
+    add_custom_command(
+      OUTPUT ${image}
+      COMMAND ${CMAKE_CXX_COMPILER} ${TENON_FREESTANDING_LINK_OPTIONS} -T ${TENON_LINKER_SCRIPT}
+              -o ${image} $<TARGET_OBJECTS:${objects}>
+              -Wl,--start-group ${archives} -Wl,--end-group
+      DEPENDS ${objects} $<TARGET_OBJECTS:${objects}> ${archive_targets} ${archives}
+              ${TENON_LINKER_SCRIPT}
+      COMMAND_EXPAND_LISTS
+      COMMENT "Tenon image ${name}.elf (${platform})")
+    list(APPEND outputs ${image})
+    if(platform STREQUAL "qemu")
+      set(qemu_image ${image})
+    else()
+      set(kvm_image ${image})
+    endif()
   endforeach()
-  set(image ${ARG_OUTPUT_DIR}/${name}.elf)
-  add_custom_command(
-    OUTPUT ${image}
-    COMMAND ${CMAKE_CXX_COMPILER} ${TENON_FREESTANDING_LINK_OPTIONS} -T ${TENON_LINKER_SCRIPT}
-            -o ${image} $<TARGET_OBJECTS:${objects}>
-            -Wl,--start-group ${archives} -Wl,--end-group
-    DEPENDS ${objects} $<TARGET_OBJECTS:${objects}> ${archive_targets} ${archives}
-            ${TENON_LINKER_SCRIPT}
-    COMMAND_EXPAND_LISTS
-    COMMENT "Tenon image ${name}.elf")
   # The app alone, for images composed later (controller/build): rebuilt from scratch so a
   # removed source does not linger as a stale member.
   set(app_archive ${TENON_APP_ARCHIVE_DIR}/lib${name}.a)
@@ -105,7 +140,8 @@ function(tenon_image name)
     DEPENDS ${objects} $<TARGET_OBJECTS:${objects}>
     COMMAND_EXPAND_LISTS
     COMMENT "Tenon app ${name} -> apps/${TENON_ARCH}/lib${name}.a")
-  add_custom_target(tenon-image-${name} ALL DEPENDS ${image} ${app_archive})
-  set_property(TARGET tenon-image-${name} PROPERTY TENON_IMAGE ${image})
+  add_custom_target(tenon-image-${name} ALL DEPENDS ${outputs} ${app_archive})
+  set_property(TARGET tenon-image-${name} PROPERTY TENON_IMAGE_QEMU "${qemu_image}")
+  set_property(TARGET tenon-image-${name} PROPERTY TENON_IMAGE_KVM "${kvm_image}")
   set_property(TARGET tenon-image-${name} PROPERTY TENON_APP_ARCHIVE ${app_archive})
 endfunction()

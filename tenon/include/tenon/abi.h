@@ -20,12 +20,24 @@ inline constexpr uint32_t kVersion = 1;
 // ELF note that carries the ABI version: name "Tenon", type kNoteTypeAbiVersion, 4-byte payload.
 inline constexpr char kNoteName[] = "Tenon";
 inline constexpr uint32_t kNoteTypeAbiVersion = 1;
+// A second "Tenon" note, type kNoteTypePlatform, 4-byte payload: the Platform the image was linked
+// for. Images without one were linked for kMortise (they predate the note).
+inline constexpr uint32_t kNoteTypePlatform = 2;
+
+// How an image talks to its host. Both platforms share the boot contract, the boot info, the
+// memory layout and the telemetry page; they differ in how console output and the instance's end
+// reach the host.
+enum class Platform : uint32_t {
+  kMortise = 1,  // plat-mortise: hypercalls (below), on Mortise's native KVM engine
+  kQemu = 2,     // plat-qemu: emulated ports and an exit record (see "QEMU platform" below)
+};
 
 // ---- Guest-physical memory layout -----------------------------------------------------------
 // [0, 0x1000)                 never mapped: catches null-pointer accesses
 // [kBootInfoAddress, +4K)     BootInfo, read-only to the guest
 // [kTelemetryAddress, +4K)    TelemetryPage, read-write
-// [0x3000, kImageBase)        reserved for later ABI pages, never mapped
+// [0x3000, kExitRecordAddress) reserved for later ABI pages, never mapped
+// [kExitRecordAddress, +4K)   ExitRecord, read-write, mapped for the QEMU platform only
 // [kImageBase, image end)     the ELF image's PT_LOAD segments, with their own permissions
 // [heap_start, heap_end)      free memory for the guest, read-write, no-execute
 // one unmapped guard page, then the boot stack (read-write, no-execute), stack_top at its end
@@ -138,6 +150,29 @@ static_assert(sizeof(IvcSlot) == kIvcSlotBytes);
 static_assert(kIvcRegionBytes == 3 * kPageSize);
 static_assert(kIvcRegionBytes <= kIvcChannelStride);
 static_assert(kIvcMaxChannels * kIvcChannelStride <= kIvcWindowSize);
+
+// ---- QEMU platform (plat-qemu) ---------------------------------------------------------------
+// On Mortise's QEMU engine the guest makes no hypercalls. Console bytes go to the debug console
+// port (`rep outsb` to kQemuConsolePort). To end, the guest fills the ExitRecord page and then
+// writes the record's kind (a Hypercall number: kExit, kFault or kPanic) to the exit port
+// (QEMU's isa-debug-exit); QEMU then ends, and Mortise reads the record from guest memory and
+// trusts none of it. The local APIC is in xAPIC mode at kLocalApicAddress; Mortise maps that
+// page (read-write, no-execute) for QEMU-platform images only.
+inline constexpr uint16_t kQemuConsolePort = 0xe9;
+inline constexpr uint16_t kQemuExitPort = 0xf4;
+inline constexpr uint64_t kExitRecordAddress = 0x7000;
+inline constexpr uint64_t kLocalApicAddress = 0xfee00000;
+inline constexpr uint32_t kExitRecordMagic = 0x54495845;  // "EXIT"
+
+struct ExitRecord {
+  uint32_t magic;  // kExitRecordMagic
+  uint32_t kind;   // Hypercall::kExit, kFault or kPanic: the value written to kQemuExitPort
+  ExitArgs exit;   // kind kExit
+  FaultArgs fault;  // kind kFault
+  uint64_t panic_length;              // kind kPanic: bytes of panic_message, at most its size
+  char panic_message[kPanicMessageMax];
+};
+static_assert(sizeof(ExitRecord) <= kPageSize);
 
 // ---- Boot info --------------------------------------------------------------------------------
 inline constexpr uint32_t kBootInfoMagic = 0x4e4f4e54;  // "TNON"
