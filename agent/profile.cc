@@ -36,6 +36,7 @@ tenon::v1::DeviceProfile make_profile(const tenon::v1::HostInfo* host_info) {
     }
     profile.set_guest_abi_version(host_info->guest_abi_version());
     profile.set_mortise_version(host_info->mortise_version());
+    profile.set_engine(host_info->engine_detail());
   }
   return profile;
 }

@@ -1,5 +1,6 @@
 // `mortise`: the local Mortise command. `mortise run IMAGE` boots one Tenon instance in the
-// foreground with its console on stdout and ends with a one-line exit reason.
+// foreground with its console on stdout and ends with a one-line exit reason; `mortise engines`
+// says which engines this host can run.
 #include <sched.h>
 #include <unistd.h>
 
@@ -21,8 +22,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "console_sink.h"
+#include "engine.h"
 #include "instance.h"
-#include "kvm.h"
 #include "placement.h"
 #include "telemetry.h"
 
@@ -43,7 +44,9 @@ enum ExitCode : int {
 constexpr const char* kExitCodeHelp =
     "Exit status: the guest's own status when it exits with 0..63 (63 for any other status);\n"
     "64 usage error, 65 image load error, 66 guest fault, 67 guest panic, 68 hypercall\n"
-    "violation, 69 time limit reached, 70 hypervisor error (e.g. no /dev/kvm).";
+    "violation, 69 time limit reached, 70 hypervisor error (e.g. no /dev/kvm, or QEMU failed).\n"
+    "Engines: an image linked with plat-qemu (build/images/*.elf) runs on QEMU on any Linux host;\n"
+    "one linked with plat-mortise (build/images/kvm/*.elf) runs on Mortise's own KVM engine.";
 
 // "128K", "1M", "1MiB", "4096" -> bytes.
 absl::StatusOr<uint64_t> parse_size(std::string text) {
@@ -115,6 +118,9 @@ struct RunOptions {
   bool realtime = false;
   int rt_priority = 90;
   std::string output = "text";
+  std::string engine = "auto";
+  bool icount = false;
+  std::string qemu_binary = "qemu-system-x86_64";
 };
 
 std::optional<std::chrono::nanoseconds> parse_duration(const std::string& text) {
@@ -206,11 +212,25 @@ int run(const RunOptions& options, uint64_t process_start_tsc) {
     return report_error(options, kUsage, "usage", std::string(placement.status().message()));
   }
 
-  absl::StatusOr<mortise::Kvm> kvm = mortise::Kvm::open();
-  if (!kvm.ok()) {
-    return report_error(options, kHypervisorError, "hypervisor-error",
-                        std::string(kvm.status().message()));
+  absl::StatusOr<mortise::EngineChoice> choice = mortise::parse_engine_choice(options.engine);
+  if (!choice.ok()) {
+    return report_error(options, kUsage, "usage", std::string(choice.status().message()));
   }
+  absl::StatusOr<tenon::abi::Platform> platform = mortise::image_platform(options.image);
+  if (!platform.ok()) {
+    return report_error(options, kLoadError, "load-error",
+                        std::string(platform.status().message()));
+  }
+  absl::StatusOr<mortise::EngineKind> engine = mortise::engine_for_image(*choice, *platform);
+  if (!engine.ok()) {
+    return report_error(options, kUsage, "usage", std::string(engine.status().message()));
+  }
+  if (options.icount && *engine != mortise::EngineKind::kQemu) {
+    return report_error(options, kUsage, "usage", "--icount needs the qemu engine");
+  }
+  mortise::QemuSettings qemu;
+  qemu.binary = options.qemu_binary;
+  qemu.icount = options.icount;
   mortise::FileConsole console(STDOUT_FILENO);
   mortise::InstanceConfig config;
   config.image_path = options.image;
@@ -219,14 +239,20 @@ int run(const RunOptions& options, uint64_t process_start_tsc) {
   config.exit_control =
       options.realtime ? mortise::ExitControl::kLowLatency : mortise::ExitControl::kDefault;
   absl::StatusOr<std::unique_ptr<mortise::Instance>> instance =
-      mortise::Instance::create(*kvm, config, console, process_start_tsc);
+      mortise::create_instance(*engine, config, qemu, console, process_start_tsc);
   if (!instance.ok()) {
-    const bool kvm_failed = instance.status().code() == absl::StatusCode::kUnavailable;
-    return report_error(options, kvm_failed ? kHypervisorError : kLoadError,
-                        kvm_failed ? "hypervisor-error" : "load-error",
-                        std::string(instance.status().message()));
+    const bool engine_failed = instance.status().code() == absl::StatusCode::kUnavailable;
+    std::string message(instance.status().message());
+    if (engine_failed && *engine == mortise::EngineKind::kKvm) {
+      absl::StrAppend(&message, " (this image is linked with plat-mortise for the kvm engine; "
+                                "images linked with plat-qemu run on any host)");
+    }
+    return report_error(options, engine_failed ? kHypervisorError : kLoadError,
+                        engine_failed ? "hypervisor-error" : "load-error", message);
   }
-  std::cerr << "mortise: placement: " << mortise::describe(*placement) << "; "
+  const std::string engine_detail = mortise::engine_detail(*engine, qemu);
+  std::cerr << "mortise: engine " << engine_detail
+            << "; placement: " << mortise::describe(*placement) << "; "
             << mortise::describe(partition)
             << "; exits disabled: " << ((*instance)->disabled_exits() == 0 ? "none" : "hlt,pause")
             << std::endl;
@@ -272,6 +298,8 @@ int run(const RunOptions& options, uint64_t process_start_tsc) {
                             {"status", reason.status},
                             {"message", reason.message},
                             {"code", code}}},
+                          {"engine", mortise::engine_name(*engine)},
+                          {"engine_detail", engine_detail},
                           {"tsc_khz", timing.tsc_khz},
                           {"tsc_synchronized", timing.tsc_synchronized},
                           {"wall_ns", wall_ns}};
@@ -295,11 +323,38 @@ int run(const RunOptions& options, uint64_t process_start_tsc) {
   return code;
 }
 
+// `mortise engines`: 0 when at least one engine can run here, kHypervisorError when none can.
+int report_engines(const std::string& qemu_binary, const std::string& output) {
+  mortise::QemuSettings qemu;
+  qemu.binary = qemu_binary;
+  const mortise::EngineProbe probe = mortise::probe_engines(qemu);
+  absl::StatusOr<mortise::EngineKind> automatic =
+      mortise::resolve_engine(mortise::EngineChoice::kAuto, probe);
+  if (output == "json") {
+    nlohmann::json record{
+        {"kvm", {{"usable", probe.kvm_usable}, {"problem", probe.kvm_problem}}},
+        {"qemu",
+         {{"usable", probe.qemu_usable},
+          {"problem", probe.qemu_problem},
+          {"version", probe.qemu_version}}},
+        {"auto", automatic.ok() ? nlohmann::json(mortise::engine_name(*automatic)) : nullptr}};
+    std::cout << record.dump() << std::endl;
+  } else {
+    std::cout << "kvm   " << (probe.kvm_usable ? "usable" : "unusable: " + probe.kvm_problem)
+              << "\nqemu  "
+              << (probe.qemu_usable ? "usable (QEMU " + probe.qemu_version + ")"
+                                    : "unusable: " + probe.qemu_problem)
+              << "\nauto  " << (automatic.ok() ? mortise::engine_name(*automatic) : "none")
+              << std::endl;
+  }
+  return automatic.ok() ? 0 : kHypervisorError;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const uint64_t process_start_tsc = mortise::read_host_tsc();
-  CLI::App app{"mortise: run Tenon instances on this host's KVM"};
+  CLI::App app{"mortise: run Tenon instances on this host (KVM, or QEMU anywhere)"};
   app.set_version_flag("--version", "mortise 0.1.0");
   app.require_subcommand(1);
   app.footer(kExitCodeHelp);
@@ -329,7 +384,23 @@ int main(int argc, char** argv) {
                    "text, or json: a JSON record of the run as the last stdout line")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
+  run_command
+      ->add_option("--engine", options.engine,
+                   "auto (the engine the image is linked for), kvm or qemu")
+      ->capture_default_str();
+  run_command->add_flag("--icount", options.icount,
+                        "QEMU engine: deterministic virtual time, one instruction per nanosecond "
+                        "(-icount shift=0)");
+  run_command->add_option("--qemu-binary", options.qemu_binary, "QEMU executable for the qemu engine")
+      ->capture_default_str();
   run_command->footer(kExitCodeHelp);
+
+  std::string engines_output = "text";
+  CLI::App* engines_command = app.add_subcommand(
+      "engines", "Probe the engines this host can run: KVM (a probe guest) and QEMU (its version)");
+  engines_command->add_option("-o,--output", engines_output, "text or json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -337,5 +408,6 @@ int main(int argc, char** argv) {
     const int code = app.exit(error);
     return code == 0 ? 0 : kUsage;
   }
+  if (engines_command->parsed()) return report_engines(options.qemu_binary, engines_output);
   return run(options, process_start_tsc);
 }

@@ -1,6 +1,8 @@
 // Image resolution and digests; see image_source.h.
 #include "image_source.h"
 
+#include "guest_setup.h"
+
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <sys/mman.h>
@@ -123,7 +125,8 @@ bool is_well_formed_digest(std::string_view digest) {
 }
 
 absl::StatusOr<ResolvedImage> resolve_image(const tenon::v1::CreateVmRequest& request,
-                                            const std::string& image_directory) {
+                                            const std::string& image_directory,
+                                            EngineKind engine) {
   if (!request.image_digest().empty() && !is_well_formed_digest(request.image_digest())) {
     return absl::InvalidArgumentError(
         absl::StrCat("image_digest '", request.image_digest(),
@@ -165,10 +168,16 @@ absl::StatusOr<ResolvedImage> resolve_image(const tenon::v1::CreateVmRequest& re
   limits.highest_address = request.memory_bytes();
   absl::StatusOr<ElfImage> elf = parse_elf(file, limits, tenon::abi::kVersion);
   if (!elf.ok()) return elf.status();
+  if (engine_for(elf->platform) != engine) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the image is linked with ", platform_library(elf->platform), " for the ",
+        engine_name(engine_for(elf->platform)), " engine; this mortised runs the ",
+        engine_name(engine), " engine"));
+  }
   const uint64_t stack_bytes =
       request.stack_bytes() != 0 ? request.stack_bytes() : kDefaultStackBytes;
-  absl::StatusOr<MemoryLayout> layout =
-      plan_memory_layout(request.memory_bytes(), elf->end, stack_bytes);
+  absl::StatusOr<MemoryLayout> layout = plan_memory_layout(
+      request.memory_bytes(), elf->end, stack_bytes, machine_constraints(engine));
   if (!layout.ok()) {
     // "Too small for the image" is the caller's mistake, not a host shortage.
     return absl::InvalidArgumentError(layout.status().message());

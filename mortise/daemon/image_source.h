@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "engine.h"
 #include "kvm.h"
 #include "tenon/v1/mortise.pb.h"
 
@@ -25,10 +26,12 @@ struct ResolvedImage {
 
 // Reads the image the request names, checks its digest, validates it as a Tenon ELF that fits
 // the requested memory, and seals it into a memfd. `image_directory` must be a resolved absolute
-// path (no symlinks). Status codes as promised by MortiseService.Create: INVALID_ARGUMENT,
-// NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (guest ABI version).
+// path (no symlinks). The image must be linked for `engine`'s platform and fit that engine's
+// machine. Status codes as promised by MortiseService.Create: INVALID_ARGUMENT, NOT_FOUND,
+// PERMISSION_DENIED, FAILED_PRECONDITION (guest ABI version, an image for another engine).
 absl::StatusOr<ResolvedImage> resolve_image(const tenon::v1::CreateVmRequest& request,
-                                            const std::string& image_directory);
+                                            const std::string& image_directory,
+                                            EngineKind engine);
 
 // `bytes` in a new memfd sealed against every change (named `name` in /proc), for a child.
 absl::StatusOr<FileDescriptor> sealed_memfd(std::string_view bytes, const char* name);

@@ -98,6 +98,16 @@ int main(int argc, char** argv) {
                  "a uid that may call mortised besides root and mortised's own (repeatable)");
   app.add_option("--console-buffer", console_ring_bytes, "console bytes kept per VM")
       ->capture_default_str();
+  std::string engine = "auto";
+  mortise::QemuSettings qemu;
+  app.add_option("--engine", engine,
+                 "auto (KVM where a probe guest runs on it, else QEMU), kvm or qemu")
+      ->check(CLI::IsMember({"auto", "kvm", "qemu"}))
+      ->capture_default_str();
+  app.add_option("--qemu-binary", qemu.binary, "QEMU executable for the qemu engine")
+      ->capture_default_str();
+  app.add_flag("--icount", qemu.icount,
+               "qemu engine: deterministic virtual time, one instruction per nanosecond");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -146,6 +156,8 @@ int main(int argc, char** argv) {
   options.guest_memory_budget = guest_memory_budget.value_or(default_guest_memory_budget());
   options.partition = mortise::default_partition();
   options.console_ring_bytes = console_ring_bytes;
+  options.engine = *mortise::parse_engine_choice(engine);
+  options.qemu = qemu;
   absl::StatusOr<std::unique_ptr<mortise::Supervisor>> supervisor =
       mortise::Supervisor::create(options);
   if (!supervisor.ok()) return fail(std::string(supervisor.status().message()));
@@ -165,10 +177,12 @@ int main(int argc, char** argv) {
   const tenon::v1::HostInfo host = (*supervisor)->host_info();
   std::cerr << "mortised: serving MortiseService on unix:" << socket_path << " (pid " << getpid()
             << "; " << mortise::describe(options.partition) << "; images in "
-            << options.image_directory << "; KVM "
+            << options.image_directory << "; engine "
+            << (host.engine().empty() ? "none: " + host.engine_unavailable_reason()
+                                      : host.engine_detail())
             << (host.kvm_unavailable_reason().empty()
-                    ? "available"
-                    : "unavailable: " + host.kvm_unavailable_reason())
+                    ? ""
+                    : "; KVM unavailable: " + host.kvm_unavailable_reason())
             << ")" << std::endl;
 
   int signal_number = 0;

@@ -81,12 +81,31 @@ absl::StatusOr<std::unique_ptr<Supervisor>> Supervisor::create(SupervisorOptions
   if (!monitor.ok()) return monitor.status();
   supervisor->monitor_ = std::move(*monitor);
 
-  absl::StatusOr<Kvm> kvm = Kvm::open();
-  if (!kvm.ok()) {
-    supervisor->kvm_unavailable_reason_ = std::string(kvm.status().message());
+  const EngineProbe probe = probe_engines(supervisor->options_.qemu);
+  supervisor->kvm_unavailable_reason_ = probe.kvm_problem;
+  supervisor->qemu_version_ = probe.qemu_version;
+  absl::StatusOr<EngineKind> engine = resolve_engine(supervisor->options_.engine, probe);
+  if (!engine.ok()) {
+    supervisor->engine_unavailable_reason_ = std::string(engine.status().message());
     return supervisor;
   }
+  supervisor->engine_ = *engine;
   std::vector<std::string>& features = supervisor->hypervisor_features_;
+  if (*engine == EngineKind::kQemu) {
+    // What the QEMU engine's machine offers Tenon: the xAPIC over MMIO and its one-shot timer.
+    features = {"qemu", "xapic-mmio"};
+    if (supervisor->options_.qemu.icount) features.push_back("icount");
+    std::sort(features.begin(), features.end());
+    supervisor->tsc_frequency_khz_ =
+        supervisor->options_.qemu.icount ? 1'000'000 : host_tsc_khz();
+    return supervisor;
+  }
+  absl::StatusOr<Kvm> kvm = Kvm::open();
+  if (!kvm.ok()) {
+    supervisor->engine_ = std::nullopt;
+    supervisor->engine_unavailable_reason_ = std::string(kvm.status().message());
+    return supervisor;
+  }
   features.push_back("kvm");
   const KvmCapabilities& capabilities = kvm->capabilities();
   if (capabilities.irqchip) features.push_back("irqchip");
@@ -367,11 +386,15 @@ absl::StatusOr<tenon::v1::VmOperationResponse> Supervisor::create_vm(
     return absl::InvalidArgumentError("app_run_time must not be negative");
   }
   if (absl::Status status = check_channels(request); !status.ok()) return status;
-  if (!kvm_unavailable_reason_.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("KVM is unavailable on this host: ", kvm_unavailable_reason_));
+  if (absl::Status status = check_engine("instances", /*need_kvm=*/false); !status.ok()) {
+    return status;
   }
-  absl::StatusOr<ResolvedImage> image = resolve_image(request, options_.image_directory);
+  if (request.channels_size() > 0 && *engine_ != EngineKind::kKvm) {
+    return absl::FailedPreconditionError(
+        "inter-VM channels run on the kvm engine only; this mortised runs the qemu engine");
+  }
+  absl::StatusOr<ResolvedImage> image =
+      resolve_image(request, options_.image_directory, *engine_);
   if (!image.ok()) return image.status();
 
   VmIdentity identity;
@@ -415,6 +438,8 @@ absl::StatusOr<tenon::v1::VmOperationResponse> Supervisor::create_vm(
   launch.rt_priority = cpu.rt_priority;
   launch.console_buffer_bytes = options_.vmm_console_buffer_bytes;
   launch.channels = *channel_endpoints;
+  launch.engine = *engine_;
+  launch.qemu = options_.qemu;
   absl::StatusOr<std::unique_ptr<VmmChild>> child = VmmChild::spawn(std::move(launch));
   if (!child.ok()) {
     give_back();
@@ -479,6 +504,9 @@ absl::StatusOr<tenon::v1::SnapshotVmResponse> Supervisor::snapshot_vm(
   absl::StatusOr<std::string> target =
       resolve_snapshot_target(request.path(), options_.snapshot_directory);
   if (!target.ok()) return target.status();
+  if (absl::Status status = check_engine("snapshots", /*need_kvm=*/true); !status.ok()) {
+    return status;
+  }
   absl::StatusOr<tenon::v1::SnapshotVmResponse> written = (*vm)->snapshot(*target, received);
   if (written.ok()) written->set_path(request.path());
   return written;
@@ -495,9 +523,8 @@ absl::StatusOr<tenon::v1::VmOperationResponse> Supervisor::restore_vm(
   // The file is checked completely, and its digest compared, before KVM or a process is touched.
   absl::StatusOr<ResolvedSnapshot> snapshot = read_snapshot(request, options_.snapshot_directory);
   if (!snapshot.ok()) return snapshot.status();
-  if (!kvm_unavailable_reason_.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("KVM is unavailable on this host: ", kvm_unavailable_reason_));
+  if (absl::Status status = check_engine("snapshots", /*need_kvm=*/true); !status.ok()) {
+    return status;
   }
 
   VmIdentity identity;
@@ -641,8 +668,27 @@ absl::Status Supervisor::stream_telemetry(const tenon::v1::StreamTelemetryReques
   }
 }
 
+absl::Status Supervisor::check_engine(const char* operation, bool need_kvm) const {
+  if (!engine_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("no engine can run ", operation, " here: ", engine_unavailable_reason_));
+  }
+  if (need_kvm && *engine_ != EngineKind::kKvm) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(operation, " run on the kvm engine only; this mortised runs the ",
+                     engine_name(*engine_), " engine"));
+  }
+  return absl::OkStatus();
+}
+
 tenon::v1::HostInfo Supervisor::host_info() const {
   tenon::v1::HostInfo info;
+  if (engine_) {
+    info.set_engine(engine_name(*engine_));
+    info.set_engine_detail(engine_detail(*engine_, options_.qemu));
+  }
+  info.set_engine_unavailable_reason(engine_unavailable_reason_);
+  info.set_qemu_version(qemu_version_);
   info.set_mortise_version(MORTISE_VERSION);
   info.set_guest_abi_version(tenon::abi::kVersion);
   info.set_kvm_unavailable_reason(kvm_unavailable_reason_);

@@ -8,12 +8,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "child_monitor.h"
+#include "engine.h"
 #include "ivc_channel.h"
 #include "managed_vm.h"
 #include "placement.h"
@@ -30,12 +32,15 @@ struct SupervisorOptions {
   size_t console_ring_bytes = 64 << 10;        // kept per VM by mortised
   size_t vmm_console_buffer_bytes = 64 << 10;  // held by mortise-vmm while the socket is busy
   VmTimeouts timeouts;
+  EngineChoice engine = EngineChoice::kAuto;
+  QemuSettings qemu;
 };
 
 class Supervisor {
  public:
-  // Probes KVM once (capabilities, TSC frequency) for GetHostInfo; a host without KVM still
-  // gets a Supervisor, whose Create fails with FAILED_PRECONDITION.
+  // Probes the engines once and settles on one (options.engine; auto prefers KVM where it is
+  // usable), with its capabilities and TSC frequency for GetHostInfo. A host where the chosen
+  // engine cannot run still gets a Supervisor, whose Create fails with FAILED_PRECONDITION.
   static absl::StatusOr<std::unique_ptr<Supervisor>> create(SupervisorOptions options);
   ~Supervisor();
 
@@ -97,6 +102,11 @@ class Supervisor {
   const SupervisorOptions options_;
   std::unique_ptr<ChildMonitor> monitor_;
   std::string kvm_unavailable_reason_;
+  std::optional<EngineKind> engine_;  // none: no engine can run here
+  std::string engine_unavailable_reason_;
+  std::string qemu_version_;
+  // FAILED_PRECONDITION when no engine runs here, or (`need_kvm`) the engine is not KVM.
+  absl::Status check_engine(const char* operation, bool need_kvm) const;
   std::vector<std::string> hypervisor_features_;
   uint64_t tsc_frequency_khz_ = 0;
 

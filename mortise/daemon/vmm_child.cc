@@ -116,6 +116,11 @@ absl::StatusOr<std::unique_ptr<VmmChild>> VmmChild::spawn(VmmLaunch launch) {
       "--console-buffer",
       std::to_string(launch.console_buffer_bytes),
   };
+  arguments.insert(arguments.end(), {"--engine", engine_name(launch.engine)});
+  if (launch.engine == EngineKind::kQemu) {
+    arguments.insert(arguments.end(), {"--qemu-binary", launch.qemu.binary});
+    if (launch.qemu.icount) arguments.push_back("--icount");
+  }
   if (!launch.management_cpus.empty()) {
     arguments.push_back("--management-cpus");
     arguments.push_back(absl::StrJoin(launch.management_cpus, ","));

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine.h"
 #include "ivc_channel.h"
 #include "kvm.h"
 #include "tenon/v1/mortise.pb.h"
@@ -38,6 +39,8 @@ struct VmmLaunch {
   // Inter-VM channel endpoints (borrowed descriptors, open until spawn returns): the child gets
   // each one's region, ring and doorbell as descriptors 5 + 3i, 6 + 3i and 7 + 3i.
   std::vector<IvcEndpointConfig> channels;
+  EngineKind engine = EngineKind::kKvm;
+  QemuSettings qemu;
 };
 
 class VmmChild {

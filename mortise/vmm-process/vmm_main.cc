@@ -95,6 +95,11 @@ int main(int argc, char** argv) {
   app.add_option("--ivc-channel", channels,
                  "NAME:SIDE:REGION_FD:RING_FD:DOORBELL_FD of an inter-VM channel endpoint "
                  "(repeatable, descriptors from 5 on)");
+  std::string engine = "kvm";
+  app.add_option("--engine", engine, "kvm or qemu")->check(CLI::IsMember({"kvm", "qemu"}));
+  app.add_option("--qemu-binary", options.qemu.binary, "QEMU executable for the qemu engine");
+  app.add_flag("--icount", options.qemu.icount,
+               "qemu engine: deterministic virtual time (-icount shift=0)");
   app.add_option("--console-buffer", options.console_buffer_bytes,
                  "console bytes held while the control socket is busy");
   try {
@@ -107,6 +112,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.vcpu_cpu = vcpu_cpu;
+  options.engine = engine == "qemu" ? mortise::EngineKind::kQemu : mortise::EngineKind::kKvm;
   for (size_t i = 0; i < channels.size(); ++i) {
     std::optional<mortise::IvcEndpointConfig> channel = parse_channel(channels[i]);
     const int base = 5 + 3 * static_cast<int>(i);

@@ -29,6 +29,7 @@
 #include "event_sender.h"
 #include "instance.h"
 #include "kvm.h"
+#include "kvm_instance.h"
 #include "placement.h"
 #include "snapshot_file.h"
 #include "telemetry_wire.h"
@@ -88,7 +89,7 @@ class VmmRunner {
   void handle_resume(uint64_t request_id);
   void handle_snapshot(uint64_t request_id, const tenon::v1::VmmSnapshot& command);
   // Reads, checks and restores the snapshot of options_.snapshot_fd.
-  absl::StatusOr<std::unique_ptr<Instance>> restore_instance(const Kvm& kvm);
+  absl::StatusOr<std::unique_ptr<Instance>> restore_instance();
   void request_stop(std::string cause);
   void fail(uint64_t request_id, const absl::Status& status);
   // Waits (spinning: the vCPU thread reacts within microseconds) until `condition` holds.
@@ -236,6 +237,10 @@ void VmmRunner::handle_resume(uint64_t request_id) {
 
 void VmmRunner::handle_snapshot(uint64_t request_id, const tenon::v1::VmmSnapshot& command) {
   const Clock::time_point received = Clock::now();
+  if (instance_->engine() != EngineKind::kKvm) {
+    fail(request_id, absl::UnimplementedError("snapshots run on the kvm engine only"));
+    return;
+  }
   if (!vcpu_started_.load() || vcpu_finished_.load()) {
     fail(request_id,
          absl::FailedPreconditionError(vcpu_finished_.load() ? "the guest has stopped"
@@ -302,7 +307,12 @@ void VmmRunner::handle_snapshot(uint64_t request_id, const tenon::v1::VmmSnapsho
   sender_.send(std::move(event));
 }
 
-absl::StatusOr<std::unique_ptr<Instance>> VmmRunner::restore_instance(const Kvm& kvm) {
+absl::StatusOr<std::unique_ptr<Instance>> VmmRunner::restore_instance() {
+  if (options_.engine != EngineKind::kKvm) {
+    return absl::UnimplementedError("snapshots run on the kvm engine only");
+  }
+  absl::StatusOr<Kvm> kvm = Kvm::open();
+  if (!kvm.ok()) return kvm.status();
   absl::StatusOr<std::vector<uint8_t>> bytes = read_snapshot_fd(options_.snapshot_fd);
   if (!bytes.ok()) return bytes.status();
   // mortised checked the file too; this process trusts nobody either.
@@ -317,11 +327,11 @@ absl::StatusOr<std::unique_ptr<Instance>> VmmRunner::restore_instance(const Kvm&
   const ExitControl exit_control = options_.cpu_policy == tenon::v1::CPU_POLICY_DEDICATED
                                        ? ExitControl::kLowLatency
                                        : ExitControl::kDefault;
-  absl::StatusOr<std::unique_ptr<Instance>> instance =
-      Instance::restore(kvm, *parsed, exit_control, sender_);
+  absl::StatusOr<std::unique_ptr<KvmInstance>> instance =
+      KvmInstance::restore(*kvm, *parsed, exit_control, sender_);
   if (!instance.ok()) return instance.status();
   sender_.set_console_offset(parsed->machine.console_offset);
-  return instance;
+  return std::unique_ptr<Instance>(std::move(*instance));
 }
 
 void VmmRunner::request_stop(std::string cause) {
@@ -401,8 +411,6 @@ int VmmRunner::run() {
     return 1;
   };
 
-  absl::StatusOr<Kvm> kvm = Kvm::open();
-  if (!kvm.ok()) return fail_creation(kvm.status());
   InstanceConfig config;
   config.image_path = options_.image_fd >= 0 ? absl::StrCat("/proc/self/fd/", options_.image_fd)
                                              : options_.image_path;
@@ -415,7 +423,7 @@ int VmmRunner::run() {
                             : ExitControl::kDefault;
   absl::StatusOr<std::unique_ptr<Instance>> instance;
   if (options_.snapshot_fd >= 0) {
-    instance = restore_instance(*kvm);
+    instance = restore_instance();
     close(options_.snapshot_fd);
     restored_ = true;
     // Resumed, never started; it counts as started for pause and snapshot.
@@ -423,7 +431,7 @@ int VmmRunner::run() {
     std::lock_guard lock(mutex_);
     start_requested_ = true;
   } else {
-    instance = Instance::create(*kvm, config, sender_, start_.tsc);
+    instance = create_instance(options_.engine, config, options_.qemu, sender_, start_.tsc);
   }
   if (options_.image_fd >= 0) close(options_.image_fd);
   // The VM and the region mapping hold their own references to the channel descriptors.

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine.h"
 #include "ivc_channel.h"
 #include "tenon/v1/mortise.pb.h"
 
@@ -15,6 +16,8 @@ namespace mortise {
 
 struct VmmOptions {
   std::string name;  // the VM's name, for diagnostics only
+  EngineKind engine = EngineKind::kKvm;
+  QemuSettings qemu;  // for the qemu engine
   int control_fd = -1;
   std::string image_path;
   int image_fd = -1;  // instead of image_path: read the image from this descriptor, then close it

@@ -1,6 +1,6 @@
-// One Tenon instance on KVM: loads the image, builds the guest's memory (layout, page tables,
-// boot info), creates the vCPU in long mode at the image entry, and runs it until it exits,
-// faults, breaks the ABI, or is stopped.
+// One Tenon instance, whatever engine runs it: its configuration, how it ended, and the interface
+// its owner drives it through. The engines: kvm_instance.h (Mortise's own vCPU on KVM) and
+// qemu_instance.h (a QEMU process).
 #pragma once
 
 #include <array>
@@ -20,6 +20,7 @@
 #include "guest_memory.h"
 #include "ivc_channel.h"
 #include "kvm.h"
+#include "engine.h"
 #include "memory_layout.h"
 #include "snapshot_format.h"
 #include "telemetry.h"
@@ -58,16 +59,6 @@ struct ExitReason {
   std::string message;
 };
 
-// Boot timing from the guest's telemetry page, in host TSC ticks where the guest TSC is
-// synchronized with the host's (tsc_synchronized), else unavailable.
-struct BootTiming {
-  bool tsc_synchronized = false;
-  uint64_t tsc_khz = 0;
-  uint64_t host_start_tsc = 0;
-  uint64_t guest_entry_tsc = 0;  // 0 when the guest never got there
-  uint64_t main_entry_tsc = 0;
-};
-
 // What the supervisor adds to a snapshot of an instance (snapshot Metadata and the console
 // position, which mortise-vmm keeps).
 struct SnapshotLabels {
@@ -98,100 +89,44 @@ struct SnapshotCapture {
   snapshot::Contents contents() const;
 };
 
+// What every engine's instance offers its owner (mortise-vmm, `mortise run`, tests). The owner
+// calls run() on one thread; every other method may be called from any thread while it runs.
 class Instance {
  public:
-  // `host_start_tsc` marks when the caller started (for boot timing); 0 means now.
-  static absl::StatusOr<std::unique_ptr<Instance>> create(const Kvm& kvm,
-                                                          const InstanceConfig& config,
-                                                          ConsoleSink& console,
-                                                          uint64_t host_start_tsc = 0);
-  // Brings an instance back from a parsed snapshot (mortise/lib/snapshot), paused: run() waits
-  // for resume() before the guest runs again, and the guest then sees a resume (boot info
-  // resume_count) like after any pause. The guest's TSC continues from the host's where the two
-  // are synchronized, so the time the snapshot lay on disk shows as a gap, never as time going
-  // backwards. Refuses (FAILED_PRECONDITION) a snapshot that needs CPU features this host lacks
-  // and (DATA_LOSS) vCPU state Mortise never writes.
-  static absl::StatusOr<std::unique_ptr<Instance>> restore(const Kvm& kvm,
-                                                           const snapshot::Snapshot& snapshot,
-                                                           ExitControl exit_control,
-                                                           ConsoleSink& console);
-  // Writes the complete state of the paused instance (paused() is true) as a snapshot through
-  // `sink`: memory, vCPU registers, special registers, FPU/XSAVE, MSRs (TSC deadline included),
-  // LAPIC, pending events, multiprocessing state, CPUID, layout and clocks.
-  absl::StatusOr<snapshot::Written> write_snapshot(const SnapshotLabels& labels,
-                                                   const snapshot::Sink& sink) const;
-  // The same state copied out of the paused instance (a copy of its memory included), to be
-  // written after the guest was let back in.
-  absl::StatusOr<std::unique_ptr<SnapshotCapture>> capture(const SnapshotLabels& labels) const;
-  // The guest was stopped in the middle of a telemetry update (its seqlock is odd): a snapshot
-  // taken now would restore into an instance whose telemetry cannot be read until it runs.
-  bool telemetry_mid_update() const;
-  ~Instance();
+  virtual ~Instance() = default;
 
-  // Runs the vCPU on the calling thread until the guest stops or `time_limit` passes.
-  ExitReason run(std::optional<std::chrono::nanoseconds> time_limit);
-  // Ends a run() in progress (or the next one) with kTimeout. Callable from any thread.
-  void stop();
-  // Holds the vCPU out of the guest until resume(); run() keeps waiting meanwhile. Returns once
-  // the vCPU has left the guest. Callable from any thread while run() is in progress.
-  void pause();
-  // Lets a paused vCPU back in, telling the guest (boot info resume_count) that it was paused.
-  void resume();
-  bool paused() const { return paused_.load(); }
+  // The engine running this instance.
+  virtual EngineKind engine() const = 0;
+  // Runs the guest until it stops or `time_limit` passes.
+  virtual ExitReason run(std::optional<std::chrono::nanoseconds> time_limit) = 0;
+  // Ends a run() in progress (or the next one) with kTimeout.
+  virtual void stop() = 0;
+  // Holds the guest until resume(); run() keeps waiting meanwhile. Returns once the guest no
+  // longer runs (or run() has ended, or has not begun).
+  virtual void pause() = 0;
+  // Lets a paused guest run again, telling it (boot info resume_count) that it was paused.
+  virtual void resume() = 0;
+  virtual bool paused() const = 0;
 
   // The guest's telemetry right now, without stopping it.
-  absl::StatusOr<TelemetrySnapshot> telemetry() const;
-  // Exits from the guest to Mortise so far (hypercalls, kicks, faults; not the exits KVM handles
-  // in the kernel). Callable from any thread.
-  uint64_t vcpu_exits() const { return vcpu_exits_.load(std::memory_order_relaxed); }
-  // KVM_X86_DISABLE_EXITS_* bits in force for this instance.
-  uint32_t disabled_exits() const { return disabled_exits_; }
+  virtual absl::StatusOr<TelemetrySnapshot> telemetry() const = 0;
+  // The guest was stopped in the middle of a telemetry update (its seqlock is odd).
+  virtual bool telemetry_mid_update() const = 0;
+  // Exits from the guest to Mortise so far, where the engine counts them (0 where it does not).
+  virtual uint64_t vcpu_exits() const = 0;
+  // KVM_X86_DISABLE_EXITS_* bits in force (0 on engines without them).
+  virtual uint32_t disabled_exits() const = 0;
+  virtual BootTiming boot_timing() const = 0;
+  virtual const MemoryLayout& layout() const = 0;
+  virtual const ElfImage& image() const = 0;
 
-  const MemoryLayout& layout() const { return layout_; }
-  // The instance's inter-VM channel endpoints, in boot info order.
-  const std::vector<IvcAttachment>& channels() const { return channels_; }
-  const ElfImage& image() const { return image_; }
-  BootTiming boot_timing() const;
-
- private:
-  Instance(GuestMemory memory, VirtualMachine vm, Vcpu vcpu, ConsoleSink& console);
-  absl::Status setup(const Kvm& kvm, const std::vector<uint8_t>& file, const InstanceConfig& config,
-                     uint64_t host_start_tsc);
-  // Waits while paused; false when stop() ended the pause.
-  bool wait_while_paused();
-  // The reason the instance stops, or nothing when the guest should simply resume.
-  std::optional<ExitReason> handle_exit();
-  std::string describe_fault_with_layout(const std::string& message, uint64_t address) const;
-  absl::Status restore_state(const Kvm& kvm, const snapshot::Snapshot& snapshot);
-
-  std::vector<IvcAttachment> channels_;  // declared first: unmapped after the VM is gone
-  GuestMemory memory_;
-  VirtualMachine vm_;
-  Vcpu vcpu_;
-  ConsoleSink& console_;
-  MemoryLayout layout_;
-  ElfImage image_;
-  uint64_t tsc_khz_ = 0;
-  bool tsc_synchronized_ = false;
-  int64_t tsc_offset_ = 0;  // guest TSC minus host TSC (non-zero only after some restores)
-  std::atomic<bool> stop_requested_{false};
-  std::atomic<pthread_t> vcpu_thread_{};
-  std::atomic<bool> running_{false};
-  std::atomic<uint64_t> vcpu_exits_{0};
-  uint32_t disabled_exits_ = 0;
-  // Pause protocol: pause() sets pause_requested_ and kicks; run() parks in paused_ until resume.
-  mutable std::mutex pause_mutex_;
-  std::condition_variable pause_changed_;
-  std::atomic<bool> pause_requested_{false};
-  std::atomic<bool> paused_{false};
+  // The complete state of the paused instance, copied out of it, to be written after the guest
+  // was let back in. UNIMPLEMENTED on engines that cannot snapshot.
+  virtual absl::StatusOr<std::unique_ptr<SnapshotCapture>> capture(
+      const SnapshotLabels& labels) const = 0;
 };
 
 // Reads the host TSC.
 uint64_t read_host_tsc();
-
-// Maps the channels of `config` for a guest of `memory_size` bytes, checking their number, names
-// and that the guest's memory ends below the channel window.
-absl::StatusOr<std::vector<IvcAttachment>> attach_channels(const InstanceConfig& config,
-                                                           uint64_t memory_size);
 
 }  // namespace mortise

@@ -118,4 +118,26 @@ absl::StatusOr<TelemetrySnapshot> read_telemetry(const GuestMemory& memory, uint
   return snapshot;
 }
 
+BootTiming read_boot_timing(const GuestMemory& memory, bool tsc_synchronized, uint64_t tsc_khz) {
+  BootTiming timing;
+  timing.tsc_synchronized = tsc_synchronized;
+  timing.tsc_khz = tsc_khz;
+  absl::StatusOr<tenon::abi::BootInfo> boot_info =
+      memory.read<tenon::abi::BootInfo>(tenon::abi::kBootInfoAddress);
+  if (boot_info.ok()) timing.host_start_tsc = boot_info->host_start_tsc;
+  absl::StatusOr<tenon::abi::TelemetryPage> telemetry =
+      memory.read<tenon::abi::TelemetryPage>(tenon::abi::kTelemetryAddress);
+  if (telemetry.ok() && telemetry->magic == tenon::abi::kTelemetryMagic) {
+    timing.guest_entry_tsc = telemetry->entry_tsc;
+    timing.main_entry_tsc = telemetry->main_entry_tsc;
+  }
+  return timing;
+}
+
+bool telemetry_mid_update(const GuestMemory& memory) {
+  absl::StatusOr<tenon::abi::TelemetryPage> page =
+      memory.read<tenon::abi::TelemetryPage>(tenon::abi::kTelemetryAddress);
+  return page.ok() && page->magic == tenon::abi::kTelemetryMagic && page->sequence % 2 != 0;
+}
+
 }  // namespace mortise

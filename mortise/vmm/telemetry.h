@@ -51,6 +51,23 @@ struct TelemetrySnapshot {
   std::vector<ChannelSummary> channels;
 };
 
+// Boot timing from the guest's telemetry page, in host TSC ticks where the guest TSC is
+// synchronized with the host's (tsc_synchronized), else unavailable.
+struct BootTiming {
+  bool tsc_synchronized = false;
+  uint64_t tsc_khz = 0;
+  uint64_t host_start_tsc = 0;
+  uint64_t guest_entry_tsc = 0;  // 0 when the guest never got there
+  uint64_t main_entry_tsc = 0;
+};
+
+// The boot timing the guest wrote in its telemetry page; `tsc_synchronized` and `tsc_khz` are
+// the engine's to say.
+BootTiming read_boot_timing(const GuestMemory& memory, bool tsc_synchronized, uint64_t tsc_khz);
+
+// The guest is in the middle of a telemetry update (its seqlock is odd).
+bool telemetry_mid_update(const GuestMemory& memory);
+
 // UNAVAILABLE when the page has no valid header yet or the guest keeps it busy past a bounded
 // number of retries.
 absl::StatusOr<TelemetrySnapshot> read_telemetry(const GuestMemory& memory, uint64_t tsc_khz);

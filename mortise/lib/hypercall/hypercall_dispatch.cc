@@ -53,12 +53,7 @@ HypercallOutcome panic(uint32_t address, const GuestMemory& memory) {
   if (!bytes.ok()) {
     return violation(absl::StrCat("hypercall panic: message: ", bytes.status().message()));
   }
-  std::string message;
-  for (uint8_t byte : *bytes) {
-    // Keep the report one printable line whatever the guest sent.
-    message.push_back(byte >= 0x20 && byte < 0x7f ? static_cast<char>(byte) : '?');
-  }
-  return {HypercallOutcomeKind::kPanic, 0, {}, std::move(message)};
+  return {HypercallOutcomeKind::kPanic, 0, {}, printable_line(*bytes)};
 }
 
 const char* vector_name(uint64_t vector) {
@@ -124,6 +119,15 @@ HypercallOutcome dispatch_hypercall(uint16_t port, uint32_t value, uint32_t acce
       break;
   }
   return violation(absl::StrFormat("unknown hypercall on port %#x", port));
+}
+
+std::string printable_line(std::span<const uint8_t> bytes) {
+  std::string line;
+  line.reserve(bytes.size());
+  for (uint8_t byte : bytes) {
+    line.push_back(byte >= 0x20 && byte < 0x7f ? static_cast<char>(byte) : '?');
+  }
+  return line;
 }
 
 std::string describe_fault(const tenon::abi::FaultArgs& fault) {

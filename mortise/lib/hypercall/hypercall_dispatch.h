@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "console_sink.h"
@@ -36,5 +37,8 @@ HypercallOutcome dispatch_hypercall(uint16_t port, uint32_t value, uint32_t acce
 
 // "page fault (#PF) at rip 0x.. accessing 0x.. (write, page not present)"
 std::string describe_fault(const tenon::abi::FaultArgs& fault);
+
+// Guest text as one printable line, whatever the guest sent: other bytes become '?'.
+std::string printable_line(std::span<const uint8_t> bytes);
 
 }  // namespace mortise

@@ -93,8 +93,13 @@ absl::Status check_header(const Elf64_Ehdr& header, uint64_t file_size, const El
 
 // Walks the notes of one PT_NOTE segment. Each note is a 12-byte header (namesz, descsz, type)
 // followed by the name and the descriptor, each padded to 4 bytes.
+struct TenonNotes {
+  std::optional<uint32_t> abi_version;
+  std::optional<uint32_t> platform;
+};
+
 absl::Status scan_notes(std::span<const uint8_t> file, const Elf64_Phdr& note_header,
-                        size_t segment_index, std::optional<uint32_t>& abi_version) {
+                        size_t segment_index, TenonNotes& notes) {
   if (!range_in_file(note_header.p_offset, note_header.p_filesz, file.size())) {
     return invalid(absl::StrFormat(
         "note segment %d file range [%#x, +%#x) runs past the end of the %d-byte file",
@@ -132,17 +137,25 @@ absl::Status scan_notes(std::span<const uint8_t> file, const Elf64_Phdr& note_he
     }
     const bool is_tenon_note = note.n_namesz == sizeof(tenon::abi::kNoteName) &&
                                std::memcmp(file.data() + name_offset, tenon::abi::kNoteName,
-                                           sizeof(tenon::abi::kNoteName)) == 0 &&
-                               note.n_type == tenon::abi::kNoteTypeAbiVersion;
-    if (is_tenon_note) {
+                                           sizeof(tenon::abi::kNoteName)) == 0;
+    std::optional<uint32_t>* field = nullptr;
+    const char* what = "";
+    if (is_tenon_note && note.n_type == tenon::abi::kNoteTypeAbiVersion) {
+      field = &notes.abi_version;
+      what = "ABI";
+    } else if (is_tenon_note && note.n_type == tenon::abi::kNoteTypePlatform) {
+      field = &notes.platform;
+      what = "platform";
+    }
+    if (field != nullptr) {
       if (note.n_descsz != sizeof(uint32_t)) {
-        return invalid(absl::StrCat("Tenon ABI note has a ", note.n_descsz,
+        return invalid(absl::StrCat("Tenon ", what, " note has a ", note.n_descsz,
                                     "-byte descriptor, expected ", sizeof(uint32_t)));
       }
-      if (abi_version.has_value()) {
-        return invalid("image carries more than one Tenon ABI note");
+      if (field->has_value()) {
+        return invalid(absl::StrCat("image carries more than one Tenon ", what, " note"));
       }
-      abi_version = read_at<uint32_t>(file, desc_offset);
+      *field = read_at<uint32_t>(file, desc_offset);
     }
     offset = next_offset;  // may pass area_end when the last note's padding is cut off
   }
@@ -229,7 +242,7 @@ absl::StatusOr<ElfImage> parse_elf(std::span<const uint8_t> file, const ElfLimit
   }
 
   std::vector<LoadSegment> loads;
-  std::optional<uint32_t> abi_version;
+  TenonNotes notes;
   for (size_t index = 0; index < header.e_phnum; ++index) {
     const auto program_header =
         read_at<Elf64_Phdr>(file, header.e_phoff + index * sizeof(Elf64_Phdr));
@@ -239,7 +252,7 @@ absl::StatusOr<ElfImage> parse_elf(std::span<const uint8_t> file, const ElfLimit
       if (!load.ok()) return load.status();
       if (load->has_value()) loads.push_back(**load);
     } else if (program_header.p_type == PT_NOTE) {
-      if (absl::Status status = scan_notes(file, program_header, index, abi_version);
+      if (absl::Status status = scan_notes(file, program_header, index, notes);
           !status.ok()) {
         return status;
       }
@@ -272,18 +285,27 @@ absl::StatusOr<ElfImage> parse_elf(std::span<const uint8_t> file, const ElfLimit
         absl::StrFormat("entry point %#x is not inside an executable segment", header.e_entry));
   }
 
-  if (!abi_version.has_value()) {
+  if (!notes.abi_version.has_value()) {
     return absl::FailedPreconditionError("ELF: image carries no Tenon ABI note");
   }
-  if (*abi_version != expected_abi_version) {
+  const uint32_t abi_version = *notes.abi_version;
+  if (abi_version != expected_abi_version) {
     return absl::FailedPreconditionError(
-        absl::StrCat("ELF: image was built for Tenon ABI version ", *abi_version,
+        absl::StrCat("ELF: image was built for Tenon ABI version ", abi_version,
                      ", this Mortise supports version ", expected_abi_version));
+  }
+  // Images from before the platform note were all linked for the native engine.
+  const uint32_t platform =
+      notes.platform.value_or(static_cast<uint32_t>(tenon::abi::Platform::kMortise));
+  if (platform != static_cast<uint32_t>(tenon::abi::Platform::kMortise) &&
+      platform != static_cast<uint32_t>(tenon::abi::Platform::kQemu)) {
+    return invalid(absl::StrCat("Tenon platform note names unknown platform ", platform));
   }
 
   ElfImage image;
   image.entry = header.e_entry;
-  image.abi_version = *abi_version;
+  image.abi_version = abi_version;
+  image.platform = static_cast<tenon::abi::Platform>(platform);
   image.segments.reserve(loads.size());
   for (const LoadSegment& load : loads) image.segments.push_back(load.segment);
   image.end = loads.back().segment.address + loads.back().segment.memory_size;

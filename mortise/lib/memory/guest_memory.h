@@ -19,6 +19,9 @@ class GuestMemory {
  public:
   // Maps `size` bytes of zeroed anonymous memory (a multiple of 4 KiB).
   static absl::StatusOr<GuestMemory> create(uint64_t size);
+  // The same, backed by a memory file (memfd) that another process - the QEMU engine's QEMU -
+  // maps as the guest's RAM, so that both see every write. shared_fd() is the file.
+  static absl::StatusOr<GuestMemory> create_shared(uint64_t size);
 
   GuestMemory(GuestMemory&& other) noexcept;
   GuestMemory& operator=(GuestMemory&& other) noexcept;
@@ -28,6 +31,7 @@ class GuestMemory {
 
   uint64_t size() const { return size_; }
   uint8_t* host_base() const { return base_; }
+  int shared_fd() const { return shared_fd_; }  // -1 unless made by create_shared
 
   // The host view of guest-physical [address, address + length), or OUT_OF_RANGE when any byte
   // of it lies outside guest memory (including when address + length wraps).
@@ -53,9 +57,12 @@ class GuestMemory {
   }
 
  private:
-  GuestMemory(uint8_t* base, uint64_t size) : base_(base), size_(size) {}
+  GuestMemory(uint8_t* base, uint64_t size, int shared_fd = -1)
+      : base_(base), size_(size), shared_fd_(shared_fd) {}
+  void release();
   uint8_t* base_ = nullptr;
   uint64_t size_ = 0;
+  int shared_fd_ = -1;
 };
 
 }  // namespace mortise

@@ -20,20 +20,32 @@ struct PageMapping {
 // Largest guest memory the builder supports (one page directory pointer table entry range).
 inline constexpr uint64_t kMaxGuestMemory = 1ull << 30;
 
+// The fourth GiB of guest-physical space, where an emulated PC puts its local APIC and firmware.
+// Tables built with DeviceWindow::kPresent hold one more page directory covering it, empty until
+// map_large_page places a device page there; the native engine needs none.
+inline constexpr uint64_t kDeviceWindowBase = 3ull << 30;
+inline constexpr uint64_t kDeviceWindowEnd = 4ull << 30;
+enum class DeviceWindow { kAbsent, kPresent };
+
+// How the guest's accesses to a page reach what backs it.
+enum class MemoryType { kWriteBack, kUncached };
+
 // Bytes of page tables build_page_tables needs for a guest of `memory_size` bytes.
-uint64_t page_table_bytes(uint64_t memory_size);
+uint64_t page_table_bytes(uint64_t memory_size, DeviceWindow window = DeviceWindow::kAbsent);
 
-// Writes page tables at [tables_address, tables_address + page_table_bytes(memory.size())) and
-// returns the value for CR3. Mappings must be page aligned, inside guest memory, disjoint, and
-// must not cover the tables.
+// Writes page tables at [tables_address, tables_address + page_table_bytes(memory.size(),
+// window)) and returns the value for CR3. Mappings must be page aligned, inside guest memory,
+// disjoint, and must not cover the tables.
 absl::StatusOr<uint64_t> build_page_tables(const GuestMemory& memory, uint64_t tables_address,
-                                           std::span<const PageMapping> mappings);
+                                           std::span<const PageMapping> mappings,
+                                           DeviceWindow window = DeviceWindow::kAbsent);
 
-// Maps the 2 MiB of guest-physical space at `address` (2 MiB aligned, below kMaxGuestMemory,
-// above every byte of guest memory) as one large page in the tables build_page_tables wrote at
-// `tables_address`: for ranges backed by other memory slots, like inter-VM channel regions.
-// Accesses inside the page but outside any slot exit to Mortise as MMIO.
+// Maps the 2 MiB of guest-physical space at `address` (2 MiB aligned) as one large page in the
+// tables build_page_tables wrote at `tables_address`: either below kMaxGuestMemory and above
+// every byte of guest memory, for ranges backed by other memory slots like inter-VM channel
+// regions (accesses inside the page but outside any slot exit to Mortise as MMIO); or inside the
+// device window of tables built with one.
 absl::Status map_large_page(const GuestMemory& memory, uint64_t tables_address, uint64_t address,
-                            uint8_t permissions);
+                            uint8_t permissions, MemoryType type = MemoryType::kWriteBack);
 
 }  // namespace mortise

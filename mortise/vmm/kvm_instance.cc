@@ -1,5 +1,5 @@
-// A Tenon instance on KVM; see instance.h.
-#include "instance.h"
+// A Tenon instance on Mortise's native KVM engine; see kvm_instance.h.
+#include "kvm_instance.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "guest_setup.h"
 #include "hypercall_dispatch.h"
 #include "page_tables.h"
 #include "tenon/abi.h"
@@ -24,7 +25,6 @@ namespace mortise {
 namespace {
 
 constexpr int kKickSignal = SIGUSR1;
-constexpr uint64_t kMaxImageFile = 64ull << 20;
 
 // The kick signal only has to interrupt KVM_RUN; its handler does nothing.
 void install_kick_handler() {
@@ -36,22 +36,6 @@ void install_kick_handler() {
     action.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
     sigaction(kKickSignal, &action, nullptr);
   });
-}
-
-absl::StatusOr<std::vector<uint8_t>> read_file(const std::string& path) {
-  std::ifstream stream(path, std::ios::binary | std::ios::ate);
-  if (!stream) return absl::NotFoundError(absl::StrCat("cannot open image ", path));
-  const std::streamoff size = stream.tellg();
-  if (size < 0 || static_cast<uint64_t>(size) > kMaxImageFile) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("image ", path, " is larger than the ", kMaxImageFile >> 20, " MiB limit"));
-  }
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
-  stream.seekg(0);
-  if (!stream.read(reinterpret_cast<char*>(bytes.data()), size)) {
-    return absl::DataLossError(absl::StrCat("cannot read image ", path));
-  }
-  return bytes;
 }
 
 kvm_segment segment(uint16_t selector, uint8_t type, bool long_mode) {
@@ -135,17 +119,17 @@ const char* exit_kind_name(ExitKind kind) {
   return "unknown";
 }
 
-Instance::Instance(GuestMemory memory, VirtualMachine vm, Vcpu vcpu, ConsoleSink& console)
+KvmInstance::KvmInstance(GuestMemory memory, VirtualMachine vm, Vcpu vcpu, ConsoleSink& console)
     : memory_(std::move(memory)), vm_(std::move(vm)), vcpu_(std::move(vcpu)), console_(console) {}
 
-Instance::~Instance() = default;
+KvmInstance::~KvmInstance() = default;
 
-absl::StatusOr<std::unique_ptr<Instance>> Instance::create(const Kvm& kvm,
-                                                           const InstanceConfig& config,
-                                                           ConsoleSink& console,
-                                                           uint64_t host_start_tsc) {
+absl::StatusOr<std::unique_ptr<KvmInstance>> KvmInstance::create(const Kvm& kvm,
+                                                                 const InstanceConfig& config,
+                                                                 ConsoleSink& console,
+                                                                 uint64_t host_start_tsc) {
   if (host_start_tsc == 0) host_start_tsc = read_host_tsc();
-  absl::StatusOr<std::vector<uint8_t>> file = read_file(config.image_path);
+  absl::StatusOr<std::vector<uint8_t>> file = read_image_file(config.image_path);
   if (!file.ok()) return file.status();
   absl::StatusOr<GuestMemory> memory = GuestMemory::create(config.memory_bytes);
   if (!memory.ok()) return memory.status();
@@ -165,8 +149,8 @@ absl::StatusOr<std::unique_ptr<Instance>> Instance::create(const Kvm& kvm,
   }
   absl::StatusOr<Vcpu> vcpu = Vcpu::create(kvm, *vm, 0);
   if (!vcpu.ok()) return vcpu.status();
-  std::unique_ptr<Instance> instance(
-      new Instance(std::move(*memory), std::move(*vm), std::move(*vcpu), console));
+  std::unique_ptr<KvmInstance> instance(
+      new KvmInstance(std::move(*memory), std::move(*vm), std::move(*vcpu), console));
   instance->disabled_exits_ = disabled_exits;
   instance->channels_ = std::move(*channels);
   if (absl::Status status = instance->setup(kvm, *file, config, host_start_tsc); !status.ok()) {
@@ -175,47 +159,8 @@ absl::StatusOr<std::unique_ptr<Instance>> Instance::create(const Kvm& kvm,
   return instance;
 }
 
-absl::Status Instance::setup(const Kvm& kvm, const std::vector<uint8_t>& file,
-                             const InstanceConfig& config, uint64_t host_start_tsc) {
-  // The image may use everything from kImageBase up to where the fixed tail of the layout
-  // (guard page, stack, page tables) starts; plan_memory_layout re-checks with the real end.
-  ElfLimits limits;
-  limits.lowest_address = tenon::abi::kImageBase;
-  limits.highest_address = memory_.size();
-  absl::StatusOr<ElfImage> image = parse_elf(file, limits, tenon::abi::kVersion);
-  if (!image.ok()) return image.status();
-  image_ = std::move(*image);
-  absl::StatusOr<MemoryLayout> layout =
-      plan_memory_layout(memory_.size(), image_.end, config.stack_bytes);
-  if (!layout.ok()) return layout.status();
-  layout_ = *layout;
-  if (absl::Status status = load_elf(image_, file, memory_); !status.ok()) return status;
-
-  // Page tables: each image segment with its own permissions, the ABI pages, heap and stack.
-  constexpr auto kRead = static_cast<uint8_t>(GuestPermission::kRead);
-  constexpr auto kReadWrite = kRead | static_cast<uint8_t>(GuestPermission::kWrite);
-  std::vector<PageMapping> mappings;
-  mappings.push_back({tenon::abi::kBootInfoAddress, tenon::abi::kPageSize, kRead});
-  mappings.push_back({tenon::abi::kTelemetryAddress, tenon::abi::kPageSize, kReadWrite});
-  for (const ImageSegment& segment : image_.segments) {
-    const uint64_t length = (segment.memory_size + tenon::abi::kPageSize - 1) /
-                            tenon::abi::kPageSize * tenon::abi::kPageSize;
-    mappings.push_back({segment.address, length, segment.permissions});
-  }
-  if (layout_.heap_end > layout_.heap_start) {
-    mappings.push_back({layout_.heap_start, layout_.heap_end - layout_.heap_start, kReadWrite});
-  }
-  mappings.push_back({layout_.stack_bottom, layout_.stack_top - layout_.stack_bottom, kReadWrite});
-  absl::StatusOr<uint64_t> cr3 = build_page_tables(memory_, layout_.page_tables, mappings);
-  if (!cr3.ok()) return cr3.status();
-  if (!channels_.empty()) {
-    if (absl::Status status =
-            map_large_page(memory_, layout_.page_tables, tenon::abi::kIvcWindowBase, kReadWrite);
-        !status.ok()) {
-      return status;
-    }
-  }
-
+absl::Status KvmInstance::setup(const Kvm& kvm, const std::vector<uint8_t>& file,
+                                const InstanceConfig& config, uint64_t host_start_tsc) {
   // The guest reads the host's TSC where KVM lets us set the offset, so boot timing and later
   // telemetry timestamps compare directly with host timestamps.
   tsc_synchronized_ = kvm.capabilities().tsc_control && vcpu_.set_tsc_offset(0).ok();
@@ -223,25 +168,18 @@ absl::Status Instance::setup(const Kvm& kvm, const std::vector<uint8_t>& file,
   if (!tsc_khz.ok()) return tsc_khz.status();
   tsc_khz_ = *tsc_khz;
 
-  tenon::abi::BootInfo boot_info{};
-  boot_info.magic = tenon::abi::kBootInfoMagic;
-  boot_info.abi_version = tenon::abi::kVersion;
-  boot_info.memory_size = memory_.size();
-  boot_info.tsc_khz = tsc_khz_;
-  boot_info.heap_start = layout_.heap_start;
-  boot_info.heap_end = layout_.heap_end;
-  boot_info.stack_top = layout_.stack_top;
-  boot_info.stack_size = layout_.stack_top - layout_.stack_bottom;
-  boot_info.telemetry_address = tenon::abi::kTelemetryAddress;
-  boot_info.host_start_tsc = host_start_tsc;
-  boot_info.app_run_ns = config.app_run_ns;
-  boot_info.ivc_channel_count = static_cast<uint32_t>(channels_.size());
-  for (const IvcAttachment& channel : channels_) {
-    boot_info.ivc_channels[channel.index()] = channel.info();
-  }
-  if (absl::Status status = memory_.write(tenon::abi::kBootInfoAddress, boot_info); !status.ok()) {
-    return status;
-  }
+  GuestSetup setup;
+  setup.engine = EngineKind::kKvm;
+  setup.stack_bytes = config.stack_bytes;
+  setup.app_run_ns = config.app_run_ns;
+  setup.host_start_tsc = host_start_tsc;
+  setup.tsc_khz = tsc_khz_;
+  for (const IvcAttachment& channel : channels_) setup.channels.push_back(channel.info());
+  absl::StatusOr<PreparedGuest> guest = prepare_guest(memory_, file, setup);
+  if (!guest.ok()) return guest.status();
+  image_ = std::move(guest->image);
+  layout_ = guest->layout;
+  const uint64_t cr3 = guest->cr3;
 
   if (absl::Status status = vcpu_.set_cpuid(kvm.supported_cpuid()); !status.ok()) return status;
   // A vCPU starts with MTRRs disabled, which makes all of guest memory uncacheable. Firmware
@@ -252,7 +190,7 @@ absl::Status Instance::setup(const Kvm& kvm, const std::vector<uint8_t>& file,
   }
   kvm_sregs sregs{};
   if (absl::Status status = vcpu_.get_sregs(sregs); !status.ok()) return status;
-  sregs.cr3 = *cr3;
+  sregs.cr3 = cr3;
   sregs.cr4 = kCr4PhysicalAddressExtension;
   sregs.cr0 = kCr0ProtectedMode | kCr0MonitorCoprocessor | kCr0ExtensionType | kCr0NumericError |
               kCr0WriteProtect | kCr0Paging;
@@ -273,7 +211,7 @@ absl::Status Instance::setup(const Kvm& kvm, const std::vector<uint8_t>& file,
   return vcpu_.set_regs(regs);
 }
 
-void Instance::stop() {
+void KvmInstance::stop() {
   {
     std::lock_guard lock(pause_mutex_);
     stop_requested_.store(true);
@@ -283,7 +221,7 @@ void Instance::stop() {
   if (running_.load()) pthread_kill(vcpu_thread_.load(), kKickSignal);
 }
 
-void Instance::pause() {
+void KvmInstance::pause() {
   std::unique_lock lock(pause_mutex_);
   pause_requested_.store(true);
   vcpu_.run_state()->immediate_exit = 1;
@@ -292,7 +230,7 @@ void Instance::pause() {
   pause_changed_.wait(lock, [&] { return paused_.load() || !running_.load(); });
 }
 
-void Instance::resume() {
+void KvmInstance::resume() {
   {
     std::lock_guard lock(pause_mutex_);
     if (!pause_requested_.load()) return;
@@ -310,7 +248,7 @@ void Instance::resume() {
   pause_changed_.notify_all();
 }
 
-bool Instance::wait_while_paused() {
+bool KvmInstance::wait_while_paused() {
   std::unique_lock lock(pause_mutex_);
   paused_.store(true);
   pause_changed_.notify_all();
@@ -321,11 +259,11 @@ bool Instance::wait_while_paused() {
   return true;
 }
 
-absl::StatusOr<TelemetrySnapshot> Instance::telemetry() const {
+absl::StatusOr<TelemetrySnapshot> KvmInstance::telemetry() const {
   return read_telemetry(memory_, tsc_khz_);
 }
 
-ExitReason Instance::run(std::optional<std::chrono::nanoseconds> time_limit) {
+ExitReason KvmInstance::run(std::optional<std::chrono::nanoseconds> time_limit) {
   install_kick_handler();
   vcpu_thread_.store(pthread_self());
   running_.store(true);
@@ -394,7 +332,7 @@ ExitReason Instance::run(std::optional<std::chrono::nanoseconds> time_limit) {
   return reason;
 }
 
-std::optional<ExitReason> Instance::handle_exit() {
+std::optional<ExitReason> KvmInstance::handle_exit() {
   const kvm_run& run = *vcpu_.run_state();
   switch (run.exit_reason) {
     case KVM_EXIT_IO: {
@@ -418,8 +356,7 @@ std::optional<ExitReason> Instance::handle_exit() {
           return ExitReason{ExitKind::kGuestExit, outcome.exit_status,
                             absl::StrCat("guest exited with status ", outcome.exit_status)};
         case HypercallOutcomeKind::kFault:
-          return ExitReason{ExitKind::kGuestFault, 0,
-                            describe_fault_with_layout(outcome.message, outcome.fault.cr2)};
+          return ExitReason{ExitKind::kGuestFault, 0, describe_guest_fault(outcome.fault, layout_)};
         case HypercallOutcomeKind::kPanic:
           return ExitReason{ExitKind::kGuestPanic, 0,
                             absl::StrCat("guest panic: ", outcome.message)};
@@ -456,29 +393,8 @@ std::optional<ExitReason> Instance::handle_exit() {
   }
 }
 
-std::string Instance::describe_fault_with_layout(const std::string& message,
-                                                 uint64_t address) const {
-  if (address >= layout_.guard_page && address < layout_.guard_page + tenon::abi::kPageSize) {
-    return absl::StrCat(message, ": stack overflow into the guard page");
-  }
-  if (address < tenon::abi::kPageSize) return absl::StrCat(message, ": null pointer access");
-  return message;
-}
-
-BootTiming Instance::boot_timing() const {
-  BootTiming timing;
-  timing.tsc_synchronized = tsc_synchronized_;
-  timing.tsc_khz = tsc_khz_;
-  absl::StatusOr<tenon::abi::BootInfo> boot_info =
-      memory_.read<tenon::abi::BootInfo>(tenon::abi::kBootInfoAddress);
-  if (boot_info.ok()) timing.host_start_tsc = boot_info->host_start_tsc;
-  absl::StatusOr<tenon::abi::TelemetryPage> telemetry =
-      memory_.read<tenon::abi::TelemetryPage>(tenon::abi::kTelemetryAddress);
-  if (telemetry.ok() && telemetry->magic == tenon::abi::kTelemetryMagic) {
-    timing.guest_entry_tsc = telemetry->entry_tsc;
-    timing.main_entry_tsc = telemetry->main_entry_tsc;
-  }
-  return timing;
+BootTiming KvmInstance::boot_timing() const {
+  return read_boot_timing(memory_, tsc_synchronized_, tsc_khz_);
 }
 
 }  // namespace mortise

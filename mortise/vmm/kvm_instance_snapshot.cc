@@ -1,4 +1,4 @@
-// Snapshot and restore of an Instance (see instance.h): the vCPU and machine state into the
+// Snapshot and restore of a KvmInstance (see kvm_instance.h): the vCPU and machine state into the
 // sections of mortise/lib/snapshot's format, and back into a new VM.
 #include <algorithm>
 #include <array>
@@ -8,7 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "instance.h"
+#include "kvm_instance.h"
 #include "tenon/abi.h"
 
 namespace mortise {
@@ -117,13 +117,9 @@ absl::Status check_cpu_features(std::span<const kvm_cpuid_entry2> offered,
 
 }  // namespace
 
-bool Instance::telemetry_mid_update() const {
-  absl::StatusOr<tenon::abi::TelemetryPage> page =
-      memory_.read<tenon::abi::TelemetryPage>(tenon::abi::kTelemetryAddress);
-  return page.ok() && page->magic == tenon::abi::kTelemetryMagic && page->sequence % 2 != 0;
-}
+bool KvmInstance::telemetry_mid_update() const { return mortise::telemetry_mid_update(memory_); }
 
-absl::StatusOr<std::unique_ptr<SnapshotCapture>> Instance::capture(
+absl::StatusOr<std::unique_ptr<SnapshotCapture>> KvmInstance::capture(
     const SnapshotLabels& labels) const {
   if (!paused_.load()) {
     return absl::FailedPreconditionError("the instance must be paused for a snapshot");
@@ -217,14 +213,14 @@ snapshot::Contents SnapshotCapture::contents() const {
   return contents;
 }
 
-absl::StatusOr<snapshot::Written> Instance::write_snapshot(const SnapshotLabels& labels,
+absl::StatusOr<snapshot::Written> KvmInstance::write_snapshot(const SnapshotLabels& labels,
                                                            const snapshot::Sink& sink) const {
   absl::StatusOr<std::unique_ptr<SnapshotCapture>> captured = capture(labels);
   if (!captured.ok()) return captured.status();
   return snapshot::write_snapshot((*captured)->contents(), sink);
 }
 
-absl::StatusOr<std::unique_ptr<Instance>> Instance::restore(const Kvm& kvm,
+absl::StatusOr<std::unique_ptr<KvmInstance>> KvmInstance::restore(const Kvm& kvm,
                                                             const snapshot::Snapshot& parsed,
                                                             ExitControl exit_control,
                                                             ConsoleSink& console) {
@@ -252,8 +248,8 @@ absl::StatusOr<std::unique_ptr<Instance>> Instance::restore(const Kvm& kvm,
   }
   absl::StatusOr<Vcpu> vcpu = Vcpu::create(kvm, *vm, 0);
   if (!vcpu.ok()) return vcpu.status();
-  std::unique_ptr<Instance> instance(
-      new Instance(std::move(*memory), std::move(*vm), std::move(*vcpu), console));
+  std::unique_ptr<KvmInstance> instance(
+      new KvmInstance(std::move(*memory), std::move(*vm), std::move(*vcpu), console));
   instance->disabled_exits_ = disabled_exits;
   if (absl::Status status = instance->restore_state(kvm, parsed); !status.ok()) return status;
   // Parked until resume(); see run().
@@ -263,7 +259,7 @@ absl::StatusOr<std::unique_ptr<Instance>> Instance::restore(const Kvm& kvm,
   return instance;
 }
 
-absl::Status Instance::restore_state(const Kvm& kvm, const snapshot::Snapshot& parsed) {
+absl::Status KvmInstance::restore_state(const Kvm& kvm, const snapshot::Snapshot& parsed) {
   using snapshot::SectionType;
   const snapshot::Machine& machine = parsed.machine;
   layout_.memory_size = machine.memory_bytes;

@@ -1,0 +1,381 @@
+// A Tenon instance on the QEMU engine; see qemu_instance.h.
+#include "qemu_instance.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "boot_rom.h"
+#include "qemu_exit.h"
+#include "tenon/abi.h"
+
+namespace mortise {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+// QEMU's descriptors: the QMP socket, the guest's memory file, the boot ROM, the console pipe.
+constexpr int kQemuQmpFd = 3;
+constexpr int kQemuMemoryFd = 4;
+constexpr int kQemuRomFd = 5;
+constexpr int kQemuConsoleFd = 6;
+// QEMU needs a moment to start (TCG sets up its translator); far less than this.
+constexpr milliseconds kStartLimit(15000);
+constexpr milliseconds kCommandLimit(5000);
+constexpr size_t kMaxDiagnosticsBytes = 64 << 10;
+constexpr uint64_t kQemuRamStep = 8 << 10;
+// A guest cannot make QEMU translate more than this much code at once; bounds QEMU's memory.
+constexpr int kTranslationBufferMiB = 32;
+
+absl::Status errno_status(const char* what) {
+  return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
+}
+
+std::vector<std::string> qemu_arguments(uint64_t memory_bytes, const QemuSettings& settings) {
+  std::vector<std::string> arguments = {
+      // microvm: no PCI, no legacy devices we do not ask for, no firmware tables.
+      "-M",
+      "microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=off,acpi=off,"
+      "memory-backend=guest-memory",
+      "-smp", "1", "-m", absl::StrCat(memory_bytes / 1024, "K"),
+      "-object",
+      absl::StrCat("memory-backend-file,id=guest-memory,size=", memory_bytes,
+                   ",mem-path=/proc/self/fd/", kQemuMemoryFd, ",share=on"),
+      "-bios", absl::StrCat("/proc/self/fd/", kQemuRomFd),
+      "-nodefaults", "-no-user-config", "-display", "none",
+      // Named, so that `ps` and `pgrep -f 'name tenon'` tell an instance's QEMU from others.
+      "-name", "tenon,process=tenon-qemu",
+      // Held before the first instruction until run() says cont.
+      "-S",
+      "-chardev", absl::StrCat("socket,id=qmp,fd=", kQemuQmpFd),
+      "-mon", "chardev=qmp,mode=control",
+      "-chardev", absl::StrCat("file,id=console,path=/proc/self/fd/", kQemuConsoleFd),
+      "-device", absl::StrFormat("isa-debugcon,iobase=%#x,chardev=console",
+                                 tenon::abi::kQemuConsolePort),
+      "-device", absl::StrFormat("isa-debug-exit,iobase=%#x,iosize=4", tenon::abi::kQemuExitPort),
+      // A triple fault resets a PC; here it ends the instance instead of rebooting it.
+      "-action", "reboot=shutdown"};
+  if (settings.kvm_acceleration) {
+    arguments.insert(arguments.end(), {"-accel", "kvm"});
+  } else {
+    arguments.insert(arguments.end(),
+                     {"-accel", absl::StrCat("tcg,tb-size=", kTranslationBufferMiB)});
+  }
+  if (settings.icount) {
+    arguments.insert(arguments.end(), {"-icount", "shift=0,align=off,sleep=off"});
+  }
+  return arguments;
+}
+
+absl::StatusOr<FileDescriptor> rom_file(const std::vector<uint8_t>& rom) {
+  FileDescriptor fd(memfd_create("mortise-boot-rom", MFD_CLOEXEC));
+  if (!fd.valid()) return errno_status("memfd_create");
+  for (size_t written = 0; written < rom.size();) {
+    const ssize_t n = write(fd.get(), rom.data() + written, rom.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return errno_status("writing the boot ROM");
+    written += static_cast<size_t>(n);
+  }
+  return fd;
+}
+
+// Appends what `fd` has to `text` (bounded) or to the console; false at end of file.
+bool read_available(int fd, const std::function<void(std::span<const uint8_t>)>& sink) {
+  uint8_t buffer[4096];
+  for (;;) {
+    const ssize_t n = read(fd, buffer, sizeof(buffer));
+    if (n > 0) {
+      sink({buffer, static_cast<size_t>(n)});
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return true;
+    return false;  // end of file, or the descriptor broke
+  }
+}
+
+void make_nonblocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+}  // namespace
+
+QemuInstance::QemuInstance(GuestMemory memory, PreparedGuest guest, QemuProcess process,
+                           QmpClient qmp, FileDescriptor console, FileDescriptor wake,
+                           ConsoleSink& console_sink, uint64_t tsc_khz)
+    : memory_(std::move(memory)),
+      guest_(std::move(guest)),
+      process_(std::move(process)),
+      qmp_(std::move(qmp)),
+      console_(std::move(console)),
+      wake_(std::move(wake)),
+      console_sink_(console_sink),
+      tsc_khz_(tsc_khz) {}
+
+QemuInstance::~QemuInstance() = default;
+
+absl::StatusOr<std::unique_ptr<QemuInstance>> QemuInstance::create(const InstanceConfig& config,
+                                                                   const QemuSettings& qemu,
+                                                                   ConsoleSink& console,
+                                                                   uint64_t host_start_tsc) {
+  if (!config.channels.empty()) {
+    return absl::FailedPreconditionError(
+        "inter-VM channels run on the kvm engine only: the qemu engine has no shared-memory "
+        "device for them");
+  }
+  if (host_start_tsc == 0) host_start_tsc = read_host_tsc();
+  absl::StatusOr<std::vector<uint8_t>> file = read_image_file(config.image_path);
+  if (!file.ok()) return file.status();
+  absl::StatusOr<GuestMemory> memory = GuestMemory::create_shared(config.memory_bytes);
+  if (!memory.ok()) return memory.status();
+  // QEMU sizes RAM in 8 KiB steps: the file grows to the next step, and the page beyond the
+  // guest's memory is never mapped for it.
+  const uint64_t qemu_memory_bytes = (memory->size() + kQemuRamStep - 1) / kQemuRamStep * kQemuRamStep;
+  if (ftruncate(memory->shared_fd(), static_cast<off_t>(qemu_memory_bytes)) != 0) {
+    return errno_status("sizing the guest memory file");
+  }
+  // Under icount the guest's TSC counts virtual nanoseconds; under TCG it is the host's TSC.
+  const uint64_t tsc_khz = qemu.icount ? 1'000'000 : host_tsc_khz();
+  GuestSetup setup;
+  setup.engine = EngineKind::kQemu;
+  setup.stack_bytes = config.stack_bytes;
+  setup.app_run_ns = config.app_run_ns;
+  setup.host_start_tsc = host_start_tsc;
+  setup.tsc_khz = tsc_khz;
+  absl::StatusOr<PreparedGuest> guest = prepare_guest(*memory, *file, setup);
+  if (!guest.ok()) return guest.status();
+
+  BootRomParameters parameters;
+  parameters.entry = guest->image.entry;
+  parameters.cr3 = guest->cr3;
+  parameters.stack_top = guest->layout.stack_top;
+  parameters.boot_info = tenon::abi::kBootInfoAddress;
+  const std::vector<uint8_t> rom_bytes = make_boot_rom(parameters);
+  if (rom_bytes.empty()) return absl::InternalError("the boot ROM built into Mortise is broken");
+  absl::StatusOr<FileDescriptor> rom = rom_file(rom_bytes);
+  if (!rom.ok()) return rom.status();
+
+  int qmp_pair[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qmp_pair) != 0) {
+    return errno_status("socketpair");
+  }
+  FileDescriptor qmp_ours(qmp_pair[0]);
+  FileDescriptor qmp_theirs(qmp_pair[1]);
+  int console_pipe[2];
+  if (pipe2(console_pipe, O_CLOEXEC) != 0) return errno_status("pipe");
+  FileDescriptor console_read(console_pipe[0]);
+  FileDescriptor console_write(console_pipe[1]);
+  FileDescriptor wake(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake.valid()) return errno_status("eventfd");
+
+  QemuLaunch launch;
+  launch.binary = qemu.binary;
+  launch.arguments = qemu_arguments(qemu_memory_bytes, qemu);
+  launch.descriptors = {{kQemuQmpFd, qmp_theirs.get()},
+                        {kQemuMemoryFd, memory->shared_fd()},
+                        {kQemuRomFd, rom->get()},
+                        {kQemuConsoleFd, console_write.get()}};
+  absl::StatusOr<QemuProcess> process = QemuProcess::start(launch);
+  if (!process.ok()) return process.status();
+  // QEMU holds its own copies now; ours would keep the console pipe open past its exit.
+  qmp_theirs = FileDescriptor();
+  console_write = FileDescriptor();
+  make_nonblocking(console_read.get());
+  make_nonblocking(process->stderr_fd());
+
+  absl::StatusOr<QmpClient> qmp = QmpClient::connect(std::move(qmp_ours), kStartLimit);
+  if (!qmp.ok()) {
+    // Say why, in QEMU's words when it left any.
+    process->kill();
+    std::string diagnostics;
+    pollfd ended{process->pidfd(), POLLIN, 0};
+    poll(&ended, 1, 2000);
+    read_available(process->stderr_fd(), [&](std::span<const uint8_t> bytes) {
+      if (diagnostics.size() < kMaxDiagnosticsBytes) diagnostics.append(bytes.begin(), bytes.end());
+    });
+    while (!diagnostics.empty() && diagnostics.back() == '\n') diagnostics.pop_back();
+    return absl::UnavailableError(absl::StrCat(
+        "QEMU (", qemu.binary, ") did not start: ",
+        diagnostics.empty() ? std::string(qmp.status().message()) : diagnostics));
+  }
+  return std::unique_ptr<QemuInstance>(
+      new QemuInstance(std::move(*memory), std::move(*guest), std::move(*process),
+                       std::move(*qmp), std::move(console_read), std::move(wake), console,
+                       tsc_khz));
+}
+
+bool QemuInstance::drain_output(bool block) {
+  auto to_console = [&](std::span<const uint8_t> bytes) { console_sink_.write(bytes); };
+  auto to_diagnostics = [&](std::span<const uint8_t> bytes) {
+    std::lock_guard lock(diagnostics_mutex_);
+    if (diagnostics_.size() < kMaxDiagnosticsBytes) diagnostics_.append(bytes.begin(), bytes.end());
+  };
+  do {
+    if (console_open_) console_open_ = read_available(console_.get(), to_console);
+    if (diagnostics_open_) {
+      diagnostics_open_ = read_available(process_.stderr_fd(), to_diagnostics);
+    }
+    if (!block || (!console_open_ && !diagnostics_open_)) break;
+    pollfd fds[2] = {{console_open_ ? console_.get() : -1, POLLIN, 0},
+                     {diagnostics_open_ ? process_.stderr_fd() : -1, POLLIN, 0}};
+    // QEMU has exited: its ends are closed, so end of file is near; the bound is a safety net.
+    if (poll(fds, 2, 1000) <= 0) break;
+  } while (true);
+  return console_open_ || diagnostics_open_;
+}
+
+std::string QemuInstance::guest_position() {
+  std::lock_guard lock(qmp_mutex_);
+  absl::StatusOr<nlohmann::json> registers = qmp_.execute(
+      "human-monitor-command", {{"command-line", "info registers"}}, milliseconds(1000));
+  if (!registers.ok() || !registers->is_string()) return "";
+  static const std::regex kRip("RIP=([0-9a-fA-F]+)");
+  std::smatch match;
+  const std::string text = registers->get<std::string>();
+  if (!std::regex_search(text, match, kRip)) return "";
+  return absl::StrCat(", guest at rip 0x", match[1].str());
+}
+
+ExitReason QemuInstance::run(std::optional<std::chrono::nanoseconds> time_limit) {
+  const Clock::time_point start = Clock::now();
+  {
+    std::lock_guard lock(qmp_mutex_);
+    started_.store(true);
+    if (!pause_requested_.load() && !stop_requested_.load()) {
+      // A refusal means QEMU is gone; the loop below learns how it ended.
+      (void)qmp_.execute("cont", nullptr, kCommandLimit);
+    }
+  }
+  bool limit_reached = false;
+  for (;;) {
+    if (stop_requested_.load()) break;
+    int timeout_ms = -1;
+    if (time_limit) {
+      const auto left = start + *time_limit - Clock::now();
+      if (left <= Clock::duration::zero()) {
+        limit_reached = true;
+        break;
+      }
+      timeout_ms = static_cast<int>(std::chrono::ceil<milliseconds>(left).count());
+    }
+    pollfd fds[4] = {{process_.pidfd(), POLLIN, 0},
+                     {wake_.get(), POLLIN, 0},
+                     {console_open_ ? console_.get() : -1, POLLIN, 0},
+                     {diagnostics_open_ ? process_.stderr_fd() : -1, POLLIN, 0}};
+    const int ready = poll(fds, 4, timeout_ms);
+    if (ready < 0 && errno != EINTR) break;
+    if (fds[1].revents != 0) {
+      uint64_t count;
+      (void)!read(wake_.get(), &count, sizeof(count));
+    }
+    drain_output(/*block=*/false);
+    if (fds[0].revents != 0) break;  // QEMU has exited
+  }
+
+  ExitReason reason;
+  if (!process_.try_reap()) {
+    // Still running: the time limit or a stop ends it.
+    const std::string position = guest_position();
+    process_.kill();
+    pollfd ended{process_.pidfd(), POLLIN, 0};
+    poll(&ended, 1, -1);
+    process_.try_reap();
+    drain_output(/*block=*/true);
+    reason.kind = ExitKind::kTimeout;
+    reason.message =
+        limit_reached && time_limit
+            ? absl::StrFormat("stopped after the time limit of %d ms%s",
+                              std::chrono::duration_cast<milliseconds>(*time_limit).count(),
+                              position)
+            : absl::StrCat("stopped on request", position);
+  } else {
+    drain_output(/*block=*/true);
+    bool guest_reset = false;
+    {
+      std::lock_guard lock(qmp_mutex_);
+      qmp_.collect_events(milliseconds(200));
+      for (const nlohmann::json& event : qmp_.take_events()) {
+        if (event.value("event", "") == "SHUTDOWN" && event.contains("data") &&
+            event["data"].value("reason", "") == "guest-reset") {
+          guest_reset = true;
+        }
+      }
+    }
+    reason = decode_qemu_exit(*process_.try_reap(), memory_, guest_.layout, guest_reset,
+                              qemu_diagnostics());
+  }
+  finished_.store(true);
+  return reason;
+}
+
+void QemuInstance::stop() {
+  stop_requested_.store(true);
+  const uint64_t one = 1;
+  (void)!write(wake_.get(), &one, sizeof(one));
+}
+
+void QemuInstance::pause() {
+  std::lock_guard lock(qmp_mutex_);
+  pause_requested_.store(true);
+  if (started_.load() && !finished_.load()) {
+    absl::StatusOr<nlohmann::json> stopped = qmp_.execute("stop", nullptr, kCommandLimit);
+    if (!stopped.ok()) return;  // QEMU is gone; run() reports how it ended
+  }
+  paused_.store(true);
+}
+
+void QemuInstance::resume() {
+  std::lock_guard lock(qmp_mutex_);
+  if (!pause_requested_.load()) return;
+  // Tell the guest about the pause before it runs again. Its clock stood still meanwhile (QEMU
+  // stops the guest TSC and timers with the CPU), so no release fell into the pause: the resume
+  // instant is 0.
+  absl::StatusOr<tenon::abi::BootInfo> boot_info =
+      memory_.read<tenon::abi::BootInfo>(tenon::abi::kBootInfoAddress);
+  if (boot_info.ok()) {
+    boot_info->resume_count++;
+    boot_info->last_resume_tsc = 0;
+    (void)memory_.write(tenon::abi::kBootInfoAddress, *boot_info);
+  }
+  pause_requested_.store(false);
+  if (started_.load() && !finished_.load()) {
+    (void)qmp_.execute("cont", nullptr, kCommandLimit);
+  }
+  paused_.store(false);
+}
+
+absl::StatusOr<TelemetrySnapshot> QemuInstance::telemetry() const {
+  return read_telemetry(memory_, tsc_khz_);
+}
+
+bool QemuInstance::telemetry_mid_update() const { return mortise::telemetry_mid_update(memory_); }
+
+BootTiming QemuInstance::boot_timing() const {
+  // The guest's TSC starts near zero when QEMU starts the CPU (or counts instructions under
+  // icount): it cannot be compared with the host's.
+  return read_boot_timing(memory_, /*tsc_synchronized=*/false, tsc_khz_);
+}
+
+absl::StatusOr<std::unique_ptr<SnapshotCapture>> QemuInstance::capture(
+    const SnapshotLabels&) const {
+  return absl::UnimplementedError("snapshots run on the kvm engine only");
+}
+
+std::string QemuInstance::qemu_diagnostics() const {
+  std::lock_guard lock(diagnostics_mutex_);
+  return diagnostics_;
+}
+
+}  // namespace mortise
