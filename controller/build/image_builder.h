@@ -21,7 +21,7 @@ namespace tenon::controller {
 struct ImageBuilderConfig {
   std::string compiler;                   // the C++ driver that links freestanding images (g++)
   std::vector<std::string> link_options;  // TENON_FREESTANDING_LINK_OPTIONS
-  std::string linker_script;              // tenon/plat/mortise/image.ld
+  std::string linker_script;              // tenon/plat/image.ld
   std::string cache_dir;
 };
 

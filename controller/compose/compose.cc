@@ -60,6 +60,7 @@ struct Search {
   std::set<std::vector<std::string>> seen;
   // capability -> provider -> why it was not usable, for the refusal message
   std::map<std::string, std::map<std::string, std::string>> rejected;
+  std::set<std::string> met;  // capabilities some usable provider met somewhere in the search
   bool any_conflict = false;
   bool truncated = false;
 
@@ -125,6 +126,7 @@ struct Search {
         rejected[capability][provider->manifest.name] = reason;
         continue;
       }
+      met.insert(capability);
       Solution next = chosen;
       next.libraries.push_back(provider);
       next.why[provider] = absl::StrCat("provides ", capability, " for ", needed_by);
@@ -241,11 +243,19 @@ uint64_t config_object_rodata_bound(const std::vector<ChosenLibrary>& libraries)
   return bytes;
 }
 
+GuestMachine guest_machine(bool qemu_engine) {
+  if (!qemu_engine) return {};
+  return {960 << 10, 1 << 20, true};
+}
+
 MemoryPlan plan_memory(uint64_t text_bound, uint64_t rodata_bound, uint64_t data_bound,
-                       uint64_t heap_bytes, uint64_t task_stack_bytes) {
-  // Mirrors tenon/plat/mortise/image.ld (text at kImageBase, rodata and data each from a fresh
+                       uint64_t heap_bytes, uint64_t task_stack_bytes,
+                       const GuestMachine& machine) {
+  // Mirrors tenon/plat/image.ld (text at kImageBase, rodata and data each from a fresh
   // page, the end page aligned) and mortise/vmm/memory_layout.cc (heap from the image end, a
-  // guard page, the boot stack, the page tables at the top of memory).
+  // guard page, the boot stack, the page tables at the top of memory; where the machine keeps a
+  // hole, everything from the guard page up goes above it unless it all fits below, and the heap
+  // is the larger free range beside the hole).
   MemoryPlan plan;
   const uint64_t text = round_up(std::max<uint64_t>(text_bound, 1));
   const uint64_t rodata = round_up(rodata_bound);
@@ -254,16 +264,33 @@ MemoryPlan plan_memory(uint64_t text_bound, uint64_t rodata_bound, uint64_t data
   plan.heap_bytes = round_up(heap_bytes);
   plan.task_stack_bytes = task_stack_bytes;
   plan.boot_stack_bytes = kBootStackBytes;
-  const uint64_t below_tables = plan.image_end_bound + plan.heap_bytes + kPage + kBootStackBytes;
-  uint64_t total = below_tables;
-  for (;;) {  // page tables grow with the memory they map; settle on the fixed point
-    const uint64_t tables = (3 + (total + kBytesPerPageTable - 1) / kBytesPerPageTable) * kPage;
-    const uint64_t next = below_tables + tables;
+  const uint64_t image_end = plan.image_end_bound;
+  const uint64_t window_tables = machine.device_window ? kPage : 0;
+  auto tables_for = [&](uint64_t total) {
+    return (3 + (total + kBytesPerPageTable - 1) / kBytesPerPageTable) * kPage + window_tables;
+  };
+  const bool has_hole = machine.hole_end > machine.hole_start;
+  // Where the heap starts and where the guard page, boot stack and page tables start, for a
+  // memory of `total` bytes; settle on the smallest total that holds them (tables grow with it).
+  uint64_t heap_start = image_end;
+  uint64_t total = image_end + plan.heap_bytes + kPage + kBootStackBytes + tables_for(0);
+  bool above_hole = false;
+  for (;;) {
+    const uint64_t top_block = kPage + kBootStackBytes + tables_for(total);
+    uint64_t next = image_end + plan.heap_bytes + top_block;
+    above_hole = has_hole && next > machine.hole_start;
+    heap_start = image_end;
+    if (above_hole) {
+      // The top block goes above the hole; the heap stays below it if it fits there.
+      const bool heap_below = image_end + plan.heap_bytes <= machine.hole_start;
+      if (!heap_below) heap_start = machine.hole_end;
+      next = machine.hole_end + (heap_below ? 0 : plan.heap_bytes) + top_block;
+    }
     if (next == total) break;
     total = next;
   }
   plan.total_bytes = total;
-  plan.page_table_bytes = total - below_tables;
+  plan.page_table_bytes = tables_for(total);
   auto add = [&](std::string name, uint64_t address, uint64_t size, MemoryAccess access) {
     if (size > 0) plan.regions.push_back({std::move(name), address, size, access});
   };
@@ -279,8 +306,23 @@ MemoryPlan plan_memory(uint64_t text_bound, uint64_t rodata_bound, uint64_t data
   address += rodata;
   add("image.data", address, data, MemoryAccess::kReadWrite);
   address += data;
-  add("heap", address, plan.heap_bytes, MemoryAccess::kReadWrite);
-  address += plan.heap_bytes;
+  if (above_hole) {
+    // Below the hole: the heap when it fits there (all of that range), else unused.
+    const bool heap_below = heap_start == image_end;
+    add(heap_below ? "heap" : "unused", address, machine.hole_start - address,
+        heap_below ? MemoryAccess::kReadWrite : MemoryAccess::kNone);
+    if (heap_below) plan.heap_bytes = machine.hole_start - address;
+    add("machine-firmware", machine.hole_start, machine.hole_end - machine.hole_start,
+        MemoryAccess::kNone);
+    address = machine.hole_end;
+    if (!heap_below) {
+      add("heap", address, plan.heap_bytes, MemoryAccess::kReadWrite);
+      address += plan.heap_bytes;
+    }
+  } else {
+    add("heap", address, plan.heap_bytes, MemoryAccess::kReadWrite);
+    address += plan.heap_bytes;
+  }
   add("guard", address, kPage, MemoryAccess::kNone);
   address += kPage;
   add("boot-stack", address, kBootStackBytes, MemoryAccess::kReadWrite);
@@ -363,7 +405,7 @@ absl::StatusOr<Composition> compose(const Catalog& catalog, const AppSpec& input
   }
 
   // ---- Library search --------------------------------------------------------------------------
-  Search search{catalog, device, {}, {}, {}, {}, false, false};
+  Search search{catalog, device, {}, {}, {}, {}, {}, false, false};
   // Every image boots through a platform library; an app with tasks needs the task library even
   // if its spec forgot to say so.
   search.roots.push_back("platform");
@@ -393,6 +435,8 @@ absl::StatusOr<Composition> compose(const Catalog& catalog, const AppSpec& input
   if (search.solutions.empty()) {
     std::vector<std::string> reasons;
     for (const auto& [capability, providers] : search.rejected) {
+      // A capability some provider could meet is not why the search failed.
+      if (search.met.contains(capability)) continue;
       std::vector<std::string> each;
       for (const auto& [name, why] : providers) each.push_back(absl::StrCat(name, " ", why));
       reasons.push_back(absl::StrCat("'", capability, "': ", absl::StrJoin(each, "; ")));
@@ -506,14 +550,21 @@ absl::StatusOr<Composition> compose(const Catalog& catalog, const AppSpec& input
     for (const std::string& capability : library->manifest.provides)
       chosen.provides.push_back(capability);
     std::string alternatives;
+    // Each alternative once, however many of this library's capabilities it also provides.
+    std::set<const CatalogLibrary*> explained;
     for (const std::string& capability : library->manifest.provides) {
       for (const CatalogLibrary* other : catalog.providers(LibraryLayer::kTenon, capability)) {
-        if (other == library) continue;
-        const std::string rejected =
-            search.rejected.contains(capability) &&
-                    search.rejected[capability].contains(other->manifest.name)
-                ? search.rejected[capability][other->manifest.name]
-                : "";
+        if (other == library || !explained.insert(other).second) continue;
+        std::string rejected;
+        for (const std::string& shared : library->manifest.provides) {
+          auto found = search.rejected.find(shared);
+          if (found == search.rejected.end()) continue;
+          auto reason = found->second.find(other->manifest.name);
+          if (reason != found->second.end()) {
+            rejected = reason->second;
+            break;
+          }
+        }
         if (!rejected.empty()) {
           absl::StrAppend(&alternatives, "; not ", other->manifest.name, ": ", rejected);
         } else if (other->manifest.scheduling != SchedulerKind::kNone &&
@@ -609,9 +660,11 @@ absl::StatusOr<Composition> compose(const Catalog& catalog, const AppSpec& input
   Footprint image = program->footprint;
   for (const CatalogLibrary* library : ordered) image += library->footprint;
   const uint64_t heap = app.tasks.size() * task_stack_bytes + app.heap_bytes;
+  const bool qemu_engine = std::binary_search(
+      device.hypervisor_features.begin(), device.hypervisor_features.end(), std::string("qemu"));
   composition.memory_plan = plan_memory(
       image.text_bound, image.rodata_bound + config_object_rodata_bound(composition.libraries),
-      image.data_bound, heap, task_stack_bytes);
+      image.data_bound, heap, task_stack_bytes, guest_machine(qemu_engine));
   const MemoryPlan& plan = composition.memory_plan;
   const uint64_t available =
       device.guest_memory_bytes != 0 ? device.guest_memory_bytes : device.memory_bytes;

@@ -79,11 +79,24 @@ absl::StatusOr<Composition> compose(
     const Catalog& catalog, const AppSpec& app, const DeviceProfile& device,
     CompositionPolicy policy = CompositionPolicy::kMinimiseFootprint);
 
+// What the machine of the device's engine takes out of guest memory (mirrors
+// mortise::MachineConstraints; a test keeps the two equal). Mortise's own engine takes nothing;
+// its QEMU engine keeps [960 KiB, 1 MiB) for the PC's firmware copy and maps a device window (the
+// local APIC, the boot ROM) with one more page of page tables.
+struct GuestMachine {
+  uint64_t hole_start = 0;  // [hole_start, hole_end): no part of the layout may land there
+  uint64_t hole_end = 0;
+  bool device_window = false;
+};
+// The machine of a device whose hypervisor features include "qemu" (the QEMU engine) or not.
+GuestMachine guest_machine(bool qemu_engine);
+
 // The Mortise guest layout for an image whose segments take at most these bytes (before page
-// rounding) and `heap_bytes` of heap; exposed for the test that compares it with
+// rounding) and `heap_bytes` of heap on `machine`; exposed for the test that compares it with
 // mortise::plan_memory_layout.
 MemoryPlan plan_memory(uint64_t text_bound, uint64_t rodata_bound, uint64_t data_bound,
-                       uint64_t heap_bytes, uint64_t task_stack_bytes);
+                       uint64_t heap_bytes, uint64_t task_stack_bytes,
+                       const GuestMachine& machine = {});
 
 // Bytes the generated configuration object adds to .rodata at most (see image_builder).
 uint64_t config_object_rodata_bound(const std::vector<ChosenLibrary>& libraries);

@@ -138,6 +138,9 @@ void add_device_row(const tenon::v1::Device& device, TableStyle style, absl::Tim
                            : std::string(kNone));
     row.push_back(reported ? absl::StrCat(profile.cores()) : std::string(kNone));
     row.push_back(reported ? absl::StrCat(profile.realtime_cores()) : std::string(kNone));
+    // Agents that predate the QEMU engine report none: they run Mortise on KVM.
+    row.push_back(reported ? (profile.engine().empty() ? "kvm" : profile.engine())
+                           : std::string(kNone));
     row.push_back(age_since(status.last_seen(), now, "<never>"));
     row.push_back(absl::StrCat(status.desired_state_version(), "/",
                                status.acknowledged_desired_state_version()));
@@ -346,7 +349,7 @@ Table object_table(tenon::v1::ObjectKind kind, const std::vector<Object>& object
       table.columns = {"NAME", "STATUS", "INSTANCES", "AGE"};
       if (wide) {
         table.columns.insert(table.columns.end(),
-                             {"ARCH", "CORES", "RT-CORES", "LAST-SEEN", "VERSION", "LABELS"});
+                             {"ARCH", "CORES", "RT-CORES", "ENGINE", "LAST-SEEN", "VERSION", "LABELS"});
       }
       break;
     case tenon::v1::OBJECT_KIND_APP:

@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -1731,6 +1732,20 @@ absl::StatusOr<v1::MigrateResponse> Controller::migrate(const v1::MigrateRequest
              (**source).device().status().profile().guest_abi_version())) {
       return absl::FailedPreconditionError(absl::StrCat(
           "Device ", request.target_device(), " cannot run this image: other arch or guest ABI"));
+    }
+    // Migration moves a snapshot, which only Mortise's kvm engine takes and restores (an
+    // agent that reports no engine predates the QEMU engine: it runs KVM).
+    for (const auto& [role, device, profile] :
+         {std::tuple{"source", instance.spec().device(),
+                     source->has_value() ? (**source).device().status().profile()
+                                         : v1::DeviceProfile()},
+          std::tuple{"target", request.target_device(), target_profile}}) {
+      if (!profile.engine().empty() && profile.engine() != "kvm") {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "cannot migrate: the ", role, " device ", device, " runs Mortise's ",
+            profile.engine(), " engine, which has no snapshots; migration needs the kvm engine "
+            "at both ends"));
+      }
     }
     if (std::find(target_profile.mortise_libraries().begin(),
                   target_profile.mortise_libraries().end(),

@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "instance.h"
+#include "guest_setup.h"
 #include "memory_layout.h"
 #include "render.h"
 #include "test_support.h"
@@ -178,7 +179,8 @@ TEST(RefusalTest, UnsupportedArch) {
 TEST(RefusalTest, UnsatisfiableNeedNamesTheMissingFeature) {
   expect_refusal(compose_example("latency-probe.app.yaml", "no-tsc-deadline.device.yaml"),
                  "unsatisfiable: no set of libraries meets every need of latency-probe on "
-                 "legacy-host: 'timer': timer-tscdeadline needs hypervisor feature "
+                 "legacy-host: 'timer': timer-lapic needs hypervisor feature 'xapic-mmio', "
+                 "which the device lacks; timer-tscdeadline needs hypervisor feature "
                  "'tsc-deadline-timer', which the device lacks");
   // Without tasks the same device is fine.
   EXPECT_TRUE(compose_example("hello.app.yaml", "no-tsc-deadline.device.yaml").ok());
@@ -276,32 +278,71 @@ TEST(BadInputTest, OptionOutsideItsRange) {
 
 // ---- Memory plan ----------------------------------------------------------------------------
 
-TEST(MemoryPlanTest, MatchesMortiseLayout) {
-  EXPECT_EQ(mortise::InstanceConfig{}.stack_bytes, kBootStackBytes);
-  for (const char* app :
-       {"hello.app.yaml", "latency-probe.app.yaml", "control-loop-edf.app.yaml"}) {
-    absl::StatusOr<Composition> composition = compose_example(app, "edge-small.device.yaml");
-    ASSERT_TRUE(composition.ok()) << composition.status();
-    const MemoryPlan& plan = composition->memory_plan;
-    EXPECT_EQ(plan.total_bytes % 4096, 0u);
-    absl::StatusOr<mortise::MemoryLayout> layout =
-        mortise::plan_memory_layout(plan.total_bytes, plan.image_end_bound, plan.boot_stack_bytes);
-    ASSERT_TRUE(layout.ok()) << layout.status();
-    EXPECT_EQ(layout->heap_start, plan.image_end_bound) << app;
-    EXPECT_EQ(layout->heap_end - layout->heap_start, plan.heap_bytes) << app;
-    EXPECT_EQ(layout->page_tables, plan.total_bytes - plan.page_table_bytes) << app;
-    // One page less and Mortise refuses: the plan is the smallest that works.
-    EXPECT_FALSE(mortise::plan_memory_layout(plan.total_bytes - 4096, plan.image_end_bound,
-                                             plan.boot_stack_bytes)
-                     .ok() &&
-                 plan.heap_bytes == 0)
-        << app;
-    uint64_t address = 0;
-    for (const MemoryRegion& region : plan.regions) {
-      EXPECT_EQ(region.guest_address, address) << region.name;
-      address += region.size_bytes;
+// Mortise's layout for `plan` on the machine of `engine`; checks the plan against it.
+void expect_plan_matches_mortise(const MemoryPlan& plan, mortise::EngineKind engine,
+                                 const std::string& what) {
+  SCOPED_TRACE(what);
+  const mortise::MachineConstraints machine = mortise::machine_constraints(engine);
+  const GuestMachine mirror = guest_machine(engine == mortise::EngineKind::kQemu);
+  EXPECT_EQ(mirror.hole_start, machine.hole_start);
+  EXPECT_EQ(mirror.hole_end, machine.hole_end);
+  EXPECT_EQ(mirror.device_window, machine.device_window == mortise::DeviceWindow::kPresent);
+  EXPECT_EQ(plan.total_bytes % 4096, 0u);
+  absl::StatusOr<mortise::MemoryLayout> layout = mortise::plan_memory_layout(
+      plan.total_bytes, plan.image_end_bound, plan.boot_stack_bytes, machine);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  EXPECT_EQ(layout->heap_end - layout->heap_start, plan.heap_bytes);
+  EXPECT_EQ(layout->page_tables, plan.total_bytes - plan.page_table_bytes);
+  // One page less and Mortise refuses, or the heap shrinks: the plan is the smallest that works.
+  absl::StatusOr<mortise::MemoryLayout> smaller = mortise::plan_memory_layout(
+      plan.total_bytes - 4096, plan.image_end_bound, plan.boot_stack_bytes, machine);
+  EXPECT_TRUE(!smaller.ok() || smaller->heap_end - smaller->heap_start < plan.heap_bytes);
+  uint64_t address = 0;
+  for (const MemoryRegion& region : plan.regions) {
+    EXPECT_EQ(region.guest_address, address) << region.name;
+    if (region.name == "heap") {
+      EXPECT_EQ(region.guest_address, layout->heap_start);
     }
-    EXPECT_EQ(address, plan.total_bytes);
+    if (region.name == "guard") {
+      EXPECT_EQ(region.guest_address, layout->guard_page);
+    }
+    address += region.size_bytes;
+  }
+  EXPECT_EQ(address, plan.total_bytes);
+}
+
+TEST(MemoryPlanTest, MatchesMortiseLayoutOnEveryEngine) {
+  EXPECT_EQ(mortise::InstanceConfig{}.stack_bytes, kBootStackBytes);
+  for (const auto& [device, engine] :
+       {std::pair{"edge-small.device.yaml", mortise::EngineKind::kKvm},
+        std::pair{"qemu-edge.device.yaml", mortise::EngineKind::kQemu}}) {
+    for (const char* app :
+         {"hello.app.yaml", "latency-probe.app.yaml", "control-loop-edf.app.yaml"}) {
+      absl::StatusOr<Composition> composition = compose_example(app, device);
+      ASSERT_TRUE(composition.ok()) << composition.status();
+      expect_plan_matches_mortise(composition->memory_plan, engine,
+                                  std::string(app) + " on " + device);
+    }
+  }
+}
+
+// Around the QEMU machine's firmware hole at 960 KiB: a heap that fits below it with the rest
+// above, a heap that does not fit below, and a plan that ends just under it.
+TEST(MemoryPlanTest, QemuMachineKeepsItsFirmwareHoleFree) {
+  const GuestMachine qemu = guest_machine(true);
+  for (const uint64_t heap : {uint64_t{880} << 10, uint64_t{900} << 10, uint64_t{2} << 20,
+                              uint64_t{800} << 10, uint64_t{4} << 10}) {
+    const MemoryPlan plan = plan_memory(8192, 4096, 4096, heap, 4096, qemu);
+    expect_plan_matches_mortise(plan, mortise::EngineKind::kQemu,
+                                "heap " + std::to_string(heap >> 10) + " KiB");
+    EXPECT_GE(plan.heap_bytes, heap);
+    for (const MemoryRegion& region : plan.regions) {
+      const bool overlaps = region.guest_address < qemu.hole_end &&
+                            region.guest_address + region.size_bytes > qemu.hole_start;
+      if (overlaps) {
+        EXPECT_EQ(region.name, "machine-firmware");
+      }
+    }
   }
 }
 

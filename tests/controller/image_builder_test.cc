@@ -1,12 +1,17 @@
 // The image builder with the real toolchain: deterministic digests, cache hits, the generated
-// configuration object, and the minimal composition booting under Mortise (KVM).
+// configuration object, and the minimal composition booting under Mortise on every engine usable
+// here (composed for a KVM device and for a QEMU device).
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <cstdio>
+#include <string>
+#include <vector>
 
+#include "engines.h"
 #include "image_builder.h"
+#include "gmock/gmock.h"
 #include "nlohmann/json.hpp"
 #include "shell_command.h"
 #include "tenonctl_defaults.h"
@@ -29,20 +34,28 @@ ImageBuilderConfig builder_config(const std::string& cache_dir) {
   return config;
 }
 
-Composition compose_example(const std::string& app) {
+// The example device whose mortised runs `engine`.
+const char* device_for(mortise::EngineKind engine) {
+  return engine == mortise::EngineKind::kKvm ? "edge-small.device.yaml" : "qemu-edge.device.yaml";
+}
+
+Composition compose_example(const std::string& app,
+                            mortise::EngineKind engine = mortise::EngineKind::kKvm) {
   absl::StatusOr<Composition> composition =
-      compose(real_catalog(), load_app(app), load_device("edge-small.device.yaml"));
+      compose(real_catalog(), load_app(app), load_device(device_for(engine)));
   EXPECT_TRUE(composition.ok()) << composition.status();
   return *composition;
 }
 
 // Boots a built image under `mortise run` in exactly the memory its plan names (the plan must be
 // enough for Mortise and the guest) and returns the run's JSON record.
-nlohmann::json boot_as_planned(const BuiltImage& built, const Composition& composition,
-                               const std::string& run_options, int* exit_code) {
+nlohmann::json boot_as_planned(mortise::EngineKind engine, const BuiltImage& built,
+                               const Composition& composition, const std::string& run_options,
+                               int* exit_code) {
   const std::string command = std::string(MORTISE_BINARY) + " run " + built.path + " --memory " +
                               std::to_string(composition.memory_plan.total_bytes / 1024) + "K " +
-                              run_options + " --duration 60s -o json 2>/dev/null";
+                              run_options + " --engine " + mortise::engine_name(engine) +
+                              " --duration 60s -o json 2>/dev/null";
   const tenon::test_support::ShellResult result = tenon::test_support::run_shell(command);
   *exit_code = result.exit_code;
   return tenon::test_support::last_json_line(result.output).value_or(nlohmann::json());
@@ -111,16 +124,35 @@ TEST(ImageBuilderTest, EveryCatalogAppLinksWithItsComposition) {
   }
 }
 
-TEST(ImageBuilderTest, MinimalLatencyProbeCompositionBootsUnderMortise) {
-  if (access("/dev/kvm", R_OK | W_OK) != 0)
-    GTEST_SKIP() << "skipping: /dev/kvm is not available here";
+TEST(ImageBuilderTest, QemuDeviceGetsTheQemuPlatformAndTheLapicTimer) {
+  const Composition composition =
+      compose_example("latency-probe.app.yaml", mortise::EngineKind::kQemu);
+  std::vector<std::string> names;
+  for (const ChosenLibrary& library : composition.libraries) names.push_back(library.name);
+  EXPECT_THAT(names, ::testing::IsSupersetOf({"plat-qemu", "timer-lapic"}));
+  EXPECT_THAT(names, ::testing::Not(::testing::Contains("plat-mortise")));
+  EXPECT_THAT(names, ::testing::Not(::testing::Contains("timer-tscdeadline")));
+}
+
+TEST(ImageBuilderTest, ChannelsOnAQemuDeviceAreRefusedNamingTheMissingFeature) {
+  absl::StatusOr<Composition> composition =
+      compose(real_catalog(), load_app("sensor.app.yaml"), load_device("qemu-edge.device.yaml"));
+  ASSERT_FALSE(composition.ok());
+  EXPECT_THAT(std::string(composition.status().message()),
+              ::testing::HasSubstr("ivc needs hypervisor feature"));
+}
+
+class BootTest : public ::testing::TestWithParam<mortise::EngineKind> {};
+
+TEST_P(BootTest, MinimalLatencyProbeCompositionBootsUnderMortise) {
   TemporaryDirectory cache;
-  const Composition composition = compose_example("latency-probe.app.yaml");
+  const Composition composition = compose_example("latency-probe.app.yaml", GetParam());
   ImageBuilder builder(builder_config(cache.path()));
   absl::StatusOr<BuiltImage> built = builder.build(real_catalog(), composition);
   ASSERT_TRUE(built.ok()) << built.status();
   int exit_code = -1;
-  const nlohmann::json record = boot_as_planned(*built, composition, "--app-run 2s", &exit_code);
+  const nlohmann::json record =
+      boot_as_planned(GetParam(), *built, composition, "--app-run 2s", &exit_code);
   ASSERT_EQ(exit_code, 0) << record.dump();
   EXPECT_EQ(record["exit"]["kind"], "guest-exit") << record.dump();
   EXPECT_EQ(record["telemetry"]["scheduler"],
@@ -140,18 +172,16 @@ TEST(ImageBuilderTest, MinimalLatencyProbeCompositionBootsUnderMortise) {
 // host executes guest code ~1000x slower than native and stalls guests for up to ~40 ms now and
 // then, so misses are bounded (<= 5% of jobs) and each task's median response time must be inside
 // its deadline; stalls do not move medians.
-TEST(ImageBuilderTest, AcceptedControlLoopKeepsItsDeadlinesUnderMortise) {
-  if (access("/dev/kvm", R_OK | W_OK) != 0)
-    GTEST_SKIP() << "skipping: /dev/kvm is not available here";
+TEST_P(BootTest, AcceptedControlLoopKeepsItsDeadlinesUnderMortise) {
   TemporaryDirectory cache;
-  const Composition composition = compose_example("control-loop.app.yaml");
+  const Composition composition = compose_example("control-loop.app.yaml", GetParam());
   ASSERT_TRUE(composition.schedulability.schedulable);
   ImageBuilder builder(builder_config(cache.path()));
   absl::StatusOr<BuiltImage> built = builder.build(real_catalog(), composition);
   ASSERT_TRUE(built.ok()) << built.status();
   int exit_code = -1;
   const nlohmann::json record =
-      boot_as_planned(*built, composition, "--realtime --app-run 10s", &exit_code);
+      boot_as_planned(GetParam(), *built, composition, "--realtime --app-run 10s", &exit_code);
   ASSERT_EQ(exit_code, 0) << record.dump();
   ASSERT_EQ(record["telemetry"]["tasks"].size(), 3u) << record.dump();
   for (const nlohmann::json& task : record["telemetry"]["tasks"]) {
@@ -164,6 +194,13 @@ TEST(ImageBuilderTest, AcceptedControlLoopKeepsItsDeadlinesUnderMortise) {
     EXPECT_LT(task["response_time"]["p50_ns"].get<double>(), task["deadline_ns"].get<double>());
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Engines, BootTest,
+                         ::testing::ValuesIn(tenon::test_support::usable_engines()),
+                         [](const ::testing::TestParamInfo<mortise::EngineKind>& info) {
+                           return std::string(mortise::engine_name(info.param));
+                         });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(BootTest);
 
 }  // namespace
 }  // namespace tenon::controller

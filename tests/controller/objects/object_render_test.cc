@@ -106,7 +106,13 @@ const char* const kDevice = R"pb(
     spec { cordoned: true }
     status {
       connection_state: CONNECTION_STATE_CONNECTED
-      profile { arch: ARCH_X86_64 cores: 8 realtime_cores: 2 hypervisor_features: "kvm" }
+      profile {
+        arch: ARCH_X86_64
+        cores: 8
+        realtime_cores: 2
+        hypervisor_features: "qemu"
+        engine: "qemu-tcg"
+      }
       last_seen { seconds: 1714568390 }
       desired_state_version: 5
       acknowledged_desired_state_version: 4
@@ -213,9 +219,9 @@ TEST(RenderTest, DeviceTable) {
   EXPECT_THAT(table.rows[0], ElementsAre("edge-1", "Connected,Cordoned", "2", "60m"));
   table = object_table(tenon::v1::OBJECT_KIND_DEVICE, objects, TableStyle::kWide, kNow);
   EXPECT_THAT(table.columns, ElementsAre("NAME", "STATUS", "INSTANCES", "AGE", "ARCH", "CORES",
-                                         "RT-CORES", "LAST-SEEN", "VERSION", "LABELS"));
+                                         "RT-CORES", "ENGINE", "LAST-SEEN", "VERSION", "LABELS"));
   EXPECT_THAT(table.rows[0], ElementsAre("edge-1", "Connected,Cordoned", "2", "60m", "x86_64", "8",
-                                         "2", "10s", "5/4", "site=lab"));
+                                         "2", "qemu-tcg", "10s", "5/4", "site=lab"));
 }
 
 TEST(RenderTest, AppAndDeploymentTables) {

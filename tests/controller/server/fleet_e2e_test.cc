@@ -1,6 +1,6 @@
 // The fleet loop end to end, every part a real process on loopback: tenon-controller (SQLite in
-// a temporary directory, ports chosen by the kernel), mortised with real KVM guests, tenon-agent,
-// and tenonctl as an operator types it. Skipped without /dev/kvm.
+// a temporary directory, ports chosen by the kernel), mortised with real guests (KVM, else QEMU),
+// tenon-agent, and tenonctl as an operator types it. Skipped only where no engine can run guests.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -14,6 +14,7 @@
 #include "child_process.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "mortised_fixture.h"
 #include "mortised_process.h"
 #include "nlohmann/json.hpp"
 #include "shell_command.h"
@@ -70,17 +71,15 @@ std::string read_file(const std::string& path) {
 class FleetTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::access("/dev/kvm", R_OK | W_OK) != 0) {
-      GTEST_SKIP() << "/dev/kvm is not usable here: the fleet loop needs real KVM guests";
+    if (tenon::test_support::usable_engines().empty()) {
+      GTEST_SKIP() << tenon::test_support::no_engine_reason();
     }
     char pattern[] = "/tmp/tenon-fleet-test-XXXXXX";
     ASSERT_NE(::mkdtemp(pattern), nullptr);
     dir_ = pattern;
     start_controller("127.0.0.1:0");
-    mortise::testing::MortisedOptions options;
-    options.mortised_binary = MORTISED_BINARY;
-    options.image_directory = TENON_IMAGE_DIR;
-    auto mortised = mortise::testing::MortisedProcess::start(options);
+    auto mortised =
+        mortise::testing::MortisedProcess::start(mortise::testing::test_mortised_options());
     ASSERT_TRUE(mortised.ok()) << mortised.status();
     mortised_ = std::move(*mortised);
     std::ofstream(dir_ + "/fleet.yaml") << kManifest;
@@ -213,6 +212,10 @@ TEST_F(FleetTest, ApplyConvergesChangesAndDeletesWithTelemetryEverywhere) {
   const nlohmann::json first = instances()[0];
   const std::string name = first["metadata"]["name"];
   EXPECT_EQ(first["spec"]["device"], "edge-1");
+  // The device's engine, as its agent reports it, is part of what an operator sees.
+  const std::string engine = mortise::engine_detail(mortise::testing::test_engine(), {});
+  EXPECT_THAT(tenonctl("describe device edge-1").output, HasSubstr(engine));
+  EXPECT_THAT(tenonctl("get devices -o wide").output, HasSubstr(engine));
 
   // The same instance over REST, and its telemetry on /metrics.
   ShellResult rest = run_shell("curl -sS -H 'Authorization: Bearer " + token_ + "' http://" +
@@ -364,10 +367,12 @@ class MigrationTest : public FleetTest {
   void SetUp() override {
     FleetTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    mortise::testing::MortisedOptions options;
-    options.mortised_binary = MORTISED_BINARY;
-    options.image_directory = TENON_IMAGE_DIR;
-    auto second = mortise::testing::MortisedProcess::start(options);
+    if (mortise::testing::test_engine() != mortise::EngineKind::kKvm && !refusal_test_) {
+      GTEST_SKIP() << "migration moves a snapshot, which only the kvm engine takes; mortised "
+                      "runs the qemu engine here (MigrationQemuTest checks the refusal)";
+    }
+    auto second =
+        mortise::testing::MortisedProcess::start(mortise::testing::test_mortised_options());
     ASSERT_TRUE(second.ok()) << second.status();
     second_mortised_ = std::move(*second);
     std::string manifest = kManifest;
@@ -406,6 +411,7 @@ class MigrationTest : public FleetTest {
   }
 
   std::unique_ptr<mortise::testing::MortisedProcess> second_mortised_;
+  bool refusal_test_ = false;
 };
 
 TEST_F(MigrationTest, MovesTheInstanceWithItsIdentityAndHistory) {
@@ -495,6 +501,24 @@ TEST_P(MigrationFailureTest, LeavesOneRunningCopyAtTheSource) {
 INSTANTIATE_TEST_SUITE_P(FrozenMortised, MigrationFailureTest,
                          ::testing::Values("source", "target"));
 
+class MigrationQemuTest : public MigrationTest {
+ protected:
+  MigrationQemuTest() { refusal_test_ = true; }
+};
+
+TEST_F(MigrationQemuTest, IsRefusedNamingTheEngineAndChangesNothing) {
+  if (mortise::testing::test_engine() != mortise::EngineKind::kQemu) {
+    GTEST_SKIP() << "mortised runs the kvm engine here, which migrates";
+  }
+  ASSERT_TRUE(eventually([&] { return converged(1); }, 60s)) << tenonctl("get instances").output;
+  const std::string name = instances().at(0)["metadata"]["name"];
+  ShellResult refused = tenonctl("migrate " + name + " --to edge-2");
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_THAT(refused.output, HasSubstr("qemu-tcg engine, which has no snapshots"));
+  EXPECT_EQ(vms().size(), 1u);
+  EXPECT_TRUE(vms_of(*second_mortised_).empty());
+}
+
 TEST_F(FleetTest, DeploymentsDeclareAChannelAndTheirInstancesTalkOverIt) {
   std::ofstream(dir_ + "/channels.yaml")
       << "apiVersion: tenon/v1\nkind: Device\nmetadata:\n  name: edge-1\n  labels: {site: lab}\n"
@@ -511,6 +535,19 @@ TEST_F(FleetTest, DeploymentsDeclareAChannelAndTheirInstancesTalkOverIt) {
   ShellResult applied = tenonctl("apply -f " + dir_ + "/channels.yaml");
   ASSERT_EQ(applied.exit_code, 0) << applied.output;
   agent_ = start_agent("edge-1", "agent", bootstrap_token("edge-1"), "agent.log");
+  if (mortise::testing::test_engine() == mortise::EngineKind::kQemu) {
+    // The QEMU engine has no channels: the composition is refused for this device, and the
+    // deployment says why, naming the feature the device lacks. Nothing is placed.
+    ASSERT_TRUE(eventually(
+        [&] {
+          return tenonctl("get deployment sensor -o json").output.find(
+                     "ivc needs hypervisor feature") != std::string::npos;
+        },
+        30s))
+        << tenonctl("get deployment sensor -o json").output;
+    EXPECT_TRUE(vms().empty());
+    return;
+  }
   ASSERT_TRUE(eventually([&] { return converged(2); }, 60s))
       << tenonctl("get instances -o wide").output << agent_->log();
   // Both ends count messages on "plant", and /metrics shows them.
