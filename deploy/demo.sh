@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the fleet loop on this machine. Starts tenon-controller (SQLite in a temporary
 # directory), mortised and tenon-agent (device edge-1), applies deploy/examples/fleet.yaml with
-# tenonctl, and shows the instances running under Mortise on KVM with their live latency.
+# tenonctl, and shows the instances running under Mortise with their live latency. Mortise picks
+# its engine: KVM where /dev/kvm works, else QEMU (`mortise engines` says which and why).
 #
 #   deploy/demo.sh [BUILD_DIR] [--check] [--timeout SECONDS] [--keep]
 #
@@ -27,16 +28,20 @@ while (($#)); do
 done
 
 bin="$build_dir/bin"
-for program in tenon-controller tenon-agent mortised tenonctl jq; do
+for program in tenon-controller tenon-agent mortised mortise tenonctl jq; do
   if [[ ! -x "$bin/$program" ]] && ! command -v "$program" >/dev/null; then
     echo "demo: $program is missing; run 'make build' (jq: deploy/install-deps.sh)" >&2
     exit 1
   fi
 done
-if [[ ! -r /dev/kvm || ! -w /dev/kvm ]]; then
-  echo "demo: /dev/kvm is not usable here; Mortise needs KVM to run Tenon instances" >&2
+if ! engines=$("$bin/mortise" engines 2>&1); then
+  echo "demo: no Mortise engine can run Tenon instances here (deploy/install-deps.sh installs" \
+    "QEMU):" >&2
+  echo "$engines" >&2
   exit 1
 fi
+echo "demo: Mortise engines on this host:"
+echo "$engines" | sed 's/^/  /'
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tenon-demo-XXXXXX")
 pids=()

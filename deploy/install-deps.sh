@@ -10,7 +10,10 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libsqlite3-dev libspdlog-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libseccomp-dev
   libssl-dev libcpp-httplib-dev
-  # tests and benchmarks
+  # the QEMU engine (Mortise runs guests on QEMU where /dev/kvm is missing)
+  qemu-system-x86 qemu-utils
+  # tests and benchmarks (the B1 baseline boots Debian's PREEMPT_RT kernel from a busybox initramfs)
+  linux-image-rt-amd64 busybox-static cpio
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev rt-tests prometheus jq curl
   # code style
   clang-format clang-tidy

@@ -1,5 +1,6 @@
 // The real tenon-agent binary against the fake controller (fake_controller.h) and a real mortised
-// running real KVM guests. Tests that boot guests skip where /dev/kvm is absent. Waits poll with
+// running real guests on the engine `--engine auto` picks here. Tests that boot guests skip only
+// where no engine can run them. Waits poll with
 // generous deadlines; nothing sleeps to synchronise.
 #include <fcntl.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "fake_controller.h"
+#include "mortised_fixture.h"
 #include "mortised_process.h"
 
 extern char** environ;
@@ -108,9 +110,7 @@ class AgentProcessTest : public ::testing::Test {
   }
 
   bool start_mortised() {
-    MortisedOptions options;
-    options.mortised_binary = MORTISED_BINARY;
-    options.image_directory = TENON_IMAGE_DIR;
+    const MortisedOptions options = mortise::testing::test_mortised_options();
     absl::StatusOr<std::unique_ptr<MortisedProcess>> started = MortisedProcess::start(options);
     EXPECT_TRUE(started.ok()) << started.status();
     if (!started.ok()) return false;
@@ -190,7 +190,7 @@ class AgentProcessTest : public ::testing::Test {
            message.ack().outcome() == tenon::v1::ACK_OUTCOME_ACCEPTED;
   }
 
-  bool kvm_usable() const { return access("/dev/kvm", R_OK | W_OK) == 0; }
+  bool engine_usable() const { return !tenon::test_support::usable_engines().empty(); }
 
   std::string directory_;
   std::unique_ptr<FakeController> controller_;
@@ -261,9 +261,9 @@ TEST_F(AgentProcessTest, ARevokedCredentialExitsWith4) {
 }
 
 TEST_F(AgentProcessTest, ACorruptedImageNeverBoots) {
-  if (!kvm_usable()) GTEST_SKIP() << "no usable /dev/kvm: mortised cannot run guests here";
+  if (!engine_usable()) GTEST_SKIP() << tenon::test_support::no_engine_reason();
   ASSERT_TRUE(start_mortised());
-  const std::string image = read_file(std::string(TENON_IMAGE_DIR) + "/idle-10ms.elf");
+  const std::string image = read_file(mortise::testing::image("idle-10ms.elf"));
   const std::string digest = controller_->add_image(image);
   controller_->set_send_chunk_sha256(false);  // only the whole-image check can catch it
   controller_->set_corrupt_chunk(1);
@@ -292,9 +292,9 @@ TEST_F(AgentProcessTest, ACorruptedImageNeverBoots) {
 }
 
 TEST_F(AgentProcessTest, RunsTheDesiredInstanceKeepsItAcrossAgentKillsAndDestroysItWhenDropped) {
-  if (!kvm_usable()) GTEST_SKIP() << "no usable /dev/kvm: mortised cannot run guests here";
+  if (!engine_usable()) GTEST_SKIP() << tenon::test_support::no_engine_reason();
   ASSERT_TRUE(start_mortised());
-  const std::string image = read_file(std::string(TENON_IMAGE_DIR) + "/idle-10ms.elf");
+  const std::string image = read_file(mortise::testing::image("idle-10ms.elf"));
   const std::string digest = controller_->add_image(image);
   controller_->set_desired_state(desired_with(1, digest, image.size()));
   start_agent();
@@ -361,10 +361,10 @@ TEST_F(AgentProcessTest, RunsTheDesiredInstanceKeepsItAcrossAgentKillsAndDestroy
 namespace {
 
 TEST_F(AgentProcessTest, AnExitedInstanceIsReportedWithItsReasonAndRestartedPerPolicy) {
-  if (!kvm_usable()) GTEST_SKIP() << "no usable /dev/kvm: mortised cannot run guests here";
+  if (!engine_usable()) GTEST_SKIP() << tenon::test_support::no_engine_reason();
   ASSERT_TRUE(start_mortised());
   // hello prints and exits with status 0: ALWAYS restarts it, after a backoff capped at 1 s here.
-  const std::string image = read_file(std::string(TENON_IMAGE_DIR) + "/hello.elf");
+  const std::string image = read_file(mortise::testing::image("hello.elf"));
   const std::string digest = controller_->add_image(image);
   tenon::v1::DesiredState desired = desired_with(1, digest, image.size());
   desired.mutable_instances(0)->set_restart_policy(tenon::v1::RESTART_POLICY_ALWAYS);

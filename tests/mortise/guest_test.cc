@@ -1,16 +1,19 @@
-// Real KVM guests: hello boots and prints; each hostile guest is stopped with its reason while
-// Mortise itself carries on; `mortise run` maps each outcome to its exit status.
+// Real guests on every engine usable here (KVM, QEMU): hello boots and prints; each hostile
+// guest is stopped with its reason while Mortise itself carries on; `mortise run` maps each
+// outcome to its exit status. Skipped only where no engine can run guests.
 #include <sys/wait.h>
 
 #include <array>
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "console_sink.h"
+#include "engine.h"
+#include "engines.h"
 #include "gtest/gtest.h"
 #include "instance.h"
-#include "kvm.h"
 #include "nlohmann/json.hpp"
 #include "shell_command.h"
 
@@ -21,122 +24,184 @@ namespace test_support = tenon::test_support;
 
 using std::chrono::milliseconds;
 
-std::string guest(const std::string& name) {
-  return std::string(TEST_GUEST_DIR) + "/" + name + ".elf";
+std::string guest(EngineKind engine, const std::string& name) {
+  return test_support::image_dir(TEST_GUEST_DIR, engine) + "/" + name + ".elf";
 }
-std::string hello_image() { return std::string(TENON_IMAGE_DIR) + "/hello.elf"; }
+std::string hello_image(EngineKind engine) {
+  return test_support::image_dir(TENON_IMAGE_DIR, engine) + "/hello.elf";
+}
 
-class GuestTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    absl::StatusOr<Kvm> kvm = Kvm::open();
-    if (!kvm.ok()) GTEST_SKIP() << "skipping: KVM is not available here (" << kvm.status() << ")";
-    kvm_.emplace(std::move(*kvm));
-  }
+std::string engine_test_name(EngineKind engine) { return engine_name(engine); }
 
-  struct Run {
-    ExitReason reason;
-    std::string console;
-  };
+TEST(GuestEngines, AtLeastOneIsUsable) {
+  if (test_support::usable_engines().empty()) GTEST_SKIP() << test_support::no_engine_reason();
+  SUCCEED() << "guest tests run on " << test_support::usable_engines().size() << " engine(s)";
+}
 
-  Run run(const std::string& image, uint64_t memory = 1 << 20,
-          milliseconds limit = milliseconds(5000)) {
-    BufferConsole console;
-    InstanceConfig config;
-    config.image_path = image;
-    config.memory_bytes = memory;
-    absl::StatusOr<std::unique_ptr<Instance>> instance = Instance::create(*kvm_, config, console);
-    EXPECT_TRUE(instance.ok()) << instance.status();
-    if (!instance.ok()) return {};
-    ExitReason reason = (*instance)->run(limit);
-    return {reason, console.contents()};
-  }
-
-  std::optional<Kvm> kvm_;
+struct GuestRun {
+  ExitReason reason;
+  std::string console;
 };
 
-TEST_F(GuestTest, HelloBootsAndPrints) {
-  Run result = run(hello_image());
+GuestRun run_guest(EngineKind engine, const std::string& image, uint64_t memory = 1 << 20,
+              milliseconds limit = milliseconds(5000)) {
+  BufferConsole console;
+  InstanceConfig config;
+  config.image_path = image;
+  config.memory_bytes = memory;
+  absl::StatusOr<std::unique_ptr<Instance>> instance =
+      create_instance(engine, config, QemuSettings{}, console);
+  EXPECT_TRUE(instance.ok()) << instance.status();
+  if (!instance.ok()) return {};
+  ExitReason reason = (*instance)->run(limit);
+  return {reason, console.contents()};
+}
+
+class GuestTest : public ::testing::TestWithParam<EngineKind> {
+ protected:
+  EngineKind engine() const { return GetParam(); }
+  GuestRun run(const std::string& image, uint64_t memory = 1 << 20,
+          milliseconds limit = milliseconds(5000)) {
+    return run_guest(engine(), image, memory, limit);
+  }
+};
+
+TEST_P(GuestTest, HelloBootsAndPrints) {
+  GuestRun result = run(hello_image(engine()));
   EXPECT_EQ(result.reason.kind, ExitKind::kGuestExit) << result.reason.message;
   EXPECT_EQ(result.reason.status, 0);
   EXPECT_NE(result.console.find("Hello from Tenon!"), std::string::npos) << result.console;
 }
 
-TEST_F(GuestTest, HelloBootsInSmallGuest) {
-  Run result = run(hello_image(), 128 << 10);
+TEST_P(GuestTest, HelloBootsInSmallGuest) {
+  GuestRun result = run(hello_image(engine()), 128 << 10);
   EXPECT_EQ(result.reason.kind, ExitKind::kGuestExit) << result.reason.message;
 }
 
-TEST_F(GuestTest, ExitStatusReachesHost) {
-  Run result = run(guest("exit_status"));
-  EXPECT_EQ(result.reason.kind, ExitKind::kGuestExit);
+TEST_P(GuestTest, ExitStatusReachesHost) {
+  GuestRun result = run(guest(engine(), "exit_status"));
+  EXPECT_EQ(result.reason.kind, ExitKind::kGuestExit) << result.reason.message;
   EXPECT_EQ(result.reason.status, 42);
 }
 
-TEST_F(GuestTest, TooSmallGuestIsRefusedWithMinimum) {
+TEST_P(GuestTest, TooSmallGuestIsRefusedWithMinimum) {
   BufferConsole console;
   InstanceConfig config;
-  config.image_path = hello_image();
+  config.image_path = hello_image(engine());
   config.memory_bytes = 48 << 10;
-  absl::StatusOr<std::unique_ptr<Instance>> instance = Instance::create(*kvm_, config, console);
+  absl::StatusOr<std::unique_ptr<Instance>> instance =
+      create_instance(engine(), config, QemuSettings{}, console);
   ASSERT_FALSE(instance.ok());
   EXPECT_NE(instance.status().message().find("too small"), std::string::npos) << instance.status();
 }
 
+TEST_P(GuestTest, ImageForTheOtherEngineIsRefused) {
+  const EngineKind other = engine() == EngineKind::kKvm ? EngineKind::kQemu : EngineKind::kKvm;
+  BufferConsole console;
+  InstanceConfig config;
+  config.image_path = hello_image(other);
+  absl::StatusOr<std::unique_ptr<Instance>> instance =
+      create_instance(engine(), config, QemuSettings{}, console);
+  ASSERT_FALSE(instance.ok());
+  EXPECT_NE(instance.status().message().find(platform_library(
+                other == EngineKind::kKvm ? tenon::abi::Platform::kMortise
+                                          : tenon::abi::Platform::kQemu)),
+            std::string::npos)
+      << instance.status();
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, GuestTest, ::testing::ValuesIn(test_support::usable_engines()),
+                         [](const ::testing::TestParamInfo<EngineKind>& info) {
+                           return engine_test_name(info.param);
+                         });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(GuestTest);
+
+// ---- Hostile guests -----------------------------------------------------------------------
+
 struct HostileCase {
+  EngineKind engine;
   const char* guest;
   ExitKind kind;
   const char* reason_fragment;
 };
 
-class HostileGuestTest : public GuestTest, public ::testing::WithParamInterface<HostileCase> {};
+// What each engine does with each misbehaviour. On QEMU the guest's stray port read and its own
+// page tables reach only QEMU's empty machine (unassigned ports and memory read as ones, writes
+// vanish), so the guest carries on to a normal exit: contained, not stopped.
+std::vector<HostileCase> hostile_cases() {
+  const EngineKind kvm = EngineKind::kKvm;
+  const EngineKind qemu = EngineKind::kQemu;
+  const std::vector<HostileCase> all = {
+      {kvm, "console_buffer_outside", ExitKind::kViolation, "outside guest memory"},
+      {kvm, "arguments_outside", ExitKind::kViolation, "argument block"},
+      {kvm, "huge_length", ExitKind::kViolation, "exceeds the limit"},
+      {kvm, "unknown_hypercall", ExitKind::kViolation, "unknown hypercall number 99"},
+      {kvm, "port_read", ExitKind::kViolation, "read from port 0x60"},
+      {kvm, "own_page_tables", ExitKind::kViolation, "outside guest memory"},
+      {qemu, "port_read", ExitKind::kGuestExit, "guest exited with status 4294967295"},
+      {qemu, "own_page_tables", ExitKind::kGuestExit, "guest exited with status 0"},
+      {qemu, "exit_record_garbage", ExitKind::kViolation, "without an exit record"},
+      {qemu, "exit_kind_mismatch", ExitKind::kViolation, "but the guest wrote"},
+      {qemu, "panic_length_huge", ExitKind::kViolation, "exceeds the limit"},
+      {qemu, "unknown_exit_value", ExitKind::kViolation, "names no way to end"},
+  };
+  std::vector<HostileCase> cases;
+  for (const EngineKind engine : test_support::usable_engines()) {
+    for (const HostileCase& hostile : all) {
+      if (hostile.engine == engine) cases.push_back(hostile);
+    }
+    // The same CPU-level misbehaviour, stopped the same way on every engine.
+    const std::vector<HostileCase> common = {
+        {engine, "unmapped_write", ExitKind::kGuestFault, "address 0x3000 (write, page not present)"},
+        {engine, "execute_data", ExitKind::kGuestFault, "instruction fetch, protection violation"},
+        {engine, "spin_interrupts_off", ExitKind::kTimeout, "time limit"},
+        {engine, "stack_overflow", ExitKind::kGuestFault, "stack overflow into the guard page"},
+        {engine, "invalid_opcode", ExitKind::kGuestFault, "invalid opcode (#UD)"},
+        {engine, "triple_fault", ExitKind::kGuestFault, "triple fault"},
+        {engine, "panic", ExitKind::kGuestPanic, "assertion failed: answer == 42"},
+    };
+    cases.insert(cases.end(), common.begin(), common.end());
+  }
+  return cases;
+}
+
+class HostileGuestTest : public ::testing::TestWithParam<HostileCase> {};
 
 TEST_P(HostileGuestTest, IsStoppedWithReason) {
   const HostileCase& hostile = GetParam();
-  Run result = run(guest(hostile.guest), 1 << 20, milliseconds(1000));
+  GuestRun result = run_guest(hostile.engine, guest(hostile.engine, hostile.guest), 1 << 20,
+                         milliseconds(1000));
   EXPECT_EQ(result.reason.kind, hostile.kind)
       << exit_kind_name(result.reason.kind) << ": " << result.reason.message;
   EXPECT_NE(result.reason.message.find(hostile.reason_fragment), std::string::npos)
       << result.reason.message;
   // Mortise is still whole: the next instance in this process boots normally.
-  Run after = run(hello_image());
+  GuestRun after = run_guest(hostile.engine, hello_image(hostile.engine));
   EXPECT_EQ(after.reason.kind, ExitKind::kGuestExit) << after.reason.message;
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Hostile, HostileGuestTest,
-    ::testing::Values(
-        HostileCase{"console_buffer_outside", ExitKind::kViolation, "outside guest memory"},
-        HostileCase{"arguments_outside", ExitKind::kViolation, "argument block"},
-        HostileCase{"huge_length", ExitKind::kViolation, "exceeds the limit"},
-        HostileCase{"unknown_hypercall", ExitKind::kViolation, "unknown hypercall number 99"},
-        HostileCase{"port_read", ExitKind::kViolation, "read from port 0x60"},
-        HostileCase{"unmapped_write", ExitKind::kGuestFault,
-                    "address 0x3000 (write, page not present)"},
-        HostileCase{"execute_data", ExitKind::kGuestFault,
-                    "instruction fetch, protection violation"},
-        HostileCase{"spin_interrupts_off", ExitKind::kTimeout, "time limit"},
-        HostileCase{"stack_overflow", ExitKind::kGuestFault, "stack overflow into the guard page"},
-        HostileCase{"invalid_opcode", ExitKind::kGuestFault, "invalid opcode (#UD)"},
-        HostileCase{"own_page_tables", ExitKind::kViolation, "outside guest memory"},
-        HostileCase{"panic", ExitKind::kGuestPanic, "assertion failed: answer == 42"}),
-    [](const ::testing::TestParamInfo<HostileCase>& info) {
-      return std::string(info.param.guest);
-    });
+INSTANTIATE_TEST_SUITE_P(Hostile, HostileGuestTest, ::testing::ValuesIn(hostile_cases()),
+                         [](const ::testing::TestParamInfo<HostileCase>& info) {
+                           return engine_test_name(info.param.engine) + "_" + info.param.guest;
+                         });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(HostileGuestTest);
 
 // ---- The `mortise` command ----------------------------------------------------------------
 
 using test_support::last_json_line;
 using CommandResult = test_support::ShellResult;
 
-// Runs `mortise <arguments>`; stderr joins stdout unless `merge_stderr` is false.
-CommandResult run_command(const std::string& arguments, bool merge_stderr = true) {
-  return test_support::run_shell(std::string(MORTISE_BINARY) + " " + arguments +
-                                 (merge_stderr ? " 2>&1" : ""));
-}
+class CommandTest : public GuestTest {
+ protected:
+  // Runs `mortise <arguments>` on this engine; stderr joins stdout unless `merge_stderr` is false.
+  CommandResult command(const std::string& arguments, bool merge_stderr = true) {
+    return test_support::run_shell(std::string(MORTISE_BINARY) + " " + arguments + " --engine " +
+                                   engine_name(engine()) + (merge_stderr ? " 2>&1" : ""));
+  }
+};
 
-TEST_F(GuestTest, CommandRunsHelloAndReportsExit) {
-  CommandResult result = run_command("run " + hello_image() + " --memory 256K");
+TEST_P(CommandTest, RunsHelloAndReportsExit) {
+  CommandResult result = command("run " + hello_image(engine()) + " --memory 256K");
   EXPECT_EQ(result.exit_code, 0) << result.output;
   EXPECT_NE(result.output.find("Hello from Tenon!"), std::string::npos) << result.output;
   EXPECT_NE(result.output.find("mortise: guest-exit: guest exited with status 0"),
@@ -144,28 +209,46 @@ TEST_F(GuestTest, CommandRunsHelloAndReportsExit) {
       << result.output;
 }
 
-TEST_F(GuestTest, CommandExitCodesAreDistinct) {
-  EXPECT_EQ(run_command("run " + guest("exit_status")).exit_code, 42);
-  EXPECT_EQ(run_command("run " + guest("invalid_opcode")).exit_code, 66);
-  EXPECT_EQ(run_command("run " + guest("panic")).exit_code, 67);
-  EXPECT_EQ(run_command("run " + guest("unknown_hypercall")).exit_code, 68);
-  EXPECT_EQ(run_command("run " + guest("spin_interrupts_off") + " --duration 300ms").exit_code, 69);
-  EXPECT_EQ(run_command("run /nonexistent/image.elf").exit_code, 65);
-  EXPECT_EQ(run_command("run " + hello_image() + " --memory lots").exit_code, 64);
-  EXPECT_EQ(run_command("frobnicate").exit_code, 64);
+TEST_P(CommandTest, ExitCodesAreDistinct) {
+  EXPECT_EQ(command("run " + guest(engine(), "exit_status")).exit_code, 42);
+  EXPECT_EQ(command("run " + guest(engine(), "invalid_opcode")).exit_code, 66);
+  EXPECT_EQ(command("run " + guest(engine(), "panic")).exit_code, 67);
+  const char* violating = engine() == EngineKind::kKvm ? "unknown_hypercall" : "unknown_exit_value";
+  EXPECT_EQ(command("run " + guest(engine(), violating)).exit_code, 68);
+  EXPECT_EQ(command("run " + guest(engine(), "spin_interrupts_off") + " --duration 300ms").exit_code,
+            69);
+  EXPECT_EQ(command("run /nonexistent/image.elf").exit_code, 65);
+  EXPECT_EQ(command("run " + hello_image(engine()) + " --memory lots").exit_code, 64);
+  EXPECT_EQ(command("frobnicate").exit_code, 64);
 }
 
-TEST_F(GuestTest, CommandJsonRecordIsLastStdoutLine) {
+TEST_P(CommandTest, JsonRecordIsLastStdoutLineAndNamesEngine) {
   // stderr (placement and exit lines) is dropped; the JSON record must end stdout.
-  CommandResult result = run_command("run " + hello_image() + " -o json 2>/dev/null", false);
+  CommandResult result = command("run " + hello_image(engine()) + " -o json 2>/dev/null", false);
   ASSERT_EQ(result.exit_code, 0) << result.output;
   const std::optional<nlohmann::json> record = last_json_line(result.output);
   ASSERT_TRUE(record.has_value()) << result.output;
   EXPECT_EQ((*record)["exit"]["kind"], "guest-exit");
   EXPECT_EQ((*record)["exit"]["code"], 0);
+  EXPECT_EQ((*record)["engine"], engine_name(engine()));
+  EXPECT_EQ((*record)["engine_detail"], engine_detail(engine(), QemuSettings{}));
   EXPECT_TRUE(record->contains("boot_to_main_ns"));
   EXPECT_EQ((*record)["memory_bytes"], 1 << 20);
 }
+
+TEST_P(CommandTest, EnginesListsThisEngineAsUsable) {
+  CommandResult result = test_support::run_shell(std::string(MORTISE_BINARY) + " engines -o json");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const std::optional<nlohmann::json> record = last_json_line(result.output);
+  ASSERT_TRUE(record.has_value()) << result.output;
+  EXPECT_EQ((*record)[engine_name(engine())]["usable"], true) << result.output;
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, CommandTest, ::testing::ValuesIn(test_support::usable_engines()),
+                         [](const ::testing::TestParamInfo<EngineKind>& info) {
+                           return engine_test_name(info.param);
+                         });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(CommandTest);
 
 }  // namespace
 }  // namespace mortise

@@ -2,7 +2,10 @@
 // vCPU thread, joined by one IvcChannel exactly as two mortise-vmm processes are (the region and
 // doorbells are the same descriptors either way). Ping-pong in both wait modes with every
 // sequence number checked, a hostile peer that scribbles over the region, a guest that reaches
-// past its region, and the sensor -> ivc-control loop at 1 kHz. Skipped where /dev/kvm is absent.
+// past its region, and the sensor -> ivc-control loop at 1 kHz. Channels are the KVM engine's
+// alone: those tests skip where KVM cannot run guests, and the QEMU engine's refusal is tested
+// wherever QEMU runs.
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <iostream>
@@ -13,10 +16,12 @@
 #include <thread>
 
 #include "console_sink.h"
+#include "engines.h"
 #include "gtest/gtest.h"
 #include "instance.h"
 #include "ivc_channel.h"
 #include "kvm.h"
+#include "kvm_instance.h"
 
 namespace mortise {
 namespace {
@@ -25,10 +30,10 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 std::string image(const std::string& name) {
-  return std::string(TENON_IMAGE_DIR) + "/" + name + ".elf";
+  return std::string(TENON_IMAGE_DIR) + "/kvm/" + name + ".elf";
 }
 std::string guest(const std::string& name) {
-  return std::string(TEST_GUEST_DIR) + "/" + name + ".elf";
+  return std::string(TEST_GUEST_DIR) + "/kvm/" + name + ".elf";
 }
 
 // "key=value" pairs of the line that starts with `prefix`.
@@ -64,7 +69,10 @@ class IvcTest : public ::testing::Test {
  protected:
   void SetUp() override {
     absl::StatusOr<Kvm> kvm = Kvm::open();
-    if (!kvm.ok()) GTEST_SKIP() << "skipping: KVM is not available here (" << kvm.status() << ")";
+    if (!kvm.ok()) {
+      GTEST_SKIP() << "channels run on the kvm engine only, and KVM is not available here ("
+                   << kvm.status() << ")";
+    }
     if (!kvm->capabilities().irqchip) GTEST_SKIP() << "skipping: KVM has no in-kernel irqchip";
     kvm_.emplace(std::move(*kvm));
   }
@@ -77,7 +85,7 @@ class IvcTest : public ::testing::Test {
     config.memory_bytes = 1 << 20;
     config.app_run_ns = endpoint.app_run_ns;
     config.channels.push_back(channel.endpoint(side));
-    return Instance::create(*kvm_, config, console);
+    return KvmInstance::create(*kvm_, config, console);
   }
 
   // Runs both ends at once; `stop_second_after_first` ends the second once the first is done
@@ -205,7 +213,7 @@ TEST_F(IvcTest, InstanceWithChannelsMustEndBelowTheChannelWindow) {
   config.image_path = image("ivc-pong");
   config.memory_bytes = tenon::abi::kIvcWindowBase + (2 << 20);
   config.channels.push_back(channel->endpoint(0));
-  absl::StatusOr<std::unique_ptr<Instance>> instance = Instance::create(*kvm_, config, console);
+  absl::StatusOr<std::unique_ptr<Instance>> instance = KvmInstance::create(*kvm_, config, console);
   ASSERT_FALSE(instance.ok());
   EXPECT_EQ(instance.status().code(), absl::StatusCode::kInvalidArgument) << instance.status();
 }
@@ -217,7 +225,7 @@ TEST_F(IvcTest, ChannelNamedTwiceIsRefused) {
   InstanceConfig config;
   config.image_path = image("ivc-pong");
   config.channels = {channel->endpoint(0), channel->endpoint(1)};
-  absl::StatusOr<std::unique_ptr<Instance>> instance = Instance::create(*kvm_, config, console);
+  absl::StatusOr<std::unique_ptr<Instance>> instance = KvmInstance::create(*kvm_, config, console);
   ASSERT_FALSE(instance.ok());
   EXPECT_EQ(instance.status().code(), absl::StatusCode::kInvalidArgument) << instance.status();
 }
@@ -228,6 +236,26 @@ TEST(IvcChannelTest, NamesMustFitTheGuestsNameField) {
   EXPECT_FALSE(check_channel_name("sixteen-chars-xx").ok());
   EXPECT_FALSE(check_channel_name("Upper").ok());
   EXPECT_FALSE(IvcChannel::create("bad/name").ok());
+}
+
+// On the QEMU engine a channel is refused when the instance is created, naming what is missing.
+TEST(IvcQemuTest, ChannelsAreRefusedOnTheQemuEngineWithTheReason) {
+  const std::vector<EngineKind>& engines = tenon::test_support::usable_engines();
+  if (std::find(engines.begin(), engines.end(), EngineKind::kQemu) == engines.end()) {
+    GTEST_SKIP() << "the qemu engine cannot run here";
+  }
+  absl::StatusOr<IvcChannel> channel = IvcChannel::create("refused");
+  ASSERT_TRUE(channel.ok()) << channel.status();
+  BufferConsole console;
+  InstanceConfig config;
+  config.image_path = std::string(TENON_IMAGE_DIR) + "/hello.elf";
+  config.channels.push_back(channel->endpoint(0));
+  absl::StatusOr<std::unique_ptr<Instance>> instance =
+      create_instance(EngineKind::kQemu, config, QemuSettings{}, console);
+  ASSERT_FALSE(instance.ok());
+  EXPECT_EQ(instance.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(instance.status().message().find("kvm engine only"), std::string::npos)
+      << instance.status();
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
-// What the mortised end-to-end tests share: a real mortised per test (skipped without a usable
-// /dev/kvm, its log printed when the test fails), images by name from this build, and the RPC
-// deadline they all use. Needs TENON_IMAGE_DIR and MORTISED_BINARY from the test's target.
+// What the mortised end-to-end tests share: a real mortised per test on the engine
+// `--engine auto` picks here (skipped only where no engine can run guests; its log printed when
+// the test fails), images by name from this build for that engine, and the RPC deadline they all
+// use. Needs TENON_IMAGE_DIR and MORTISED_BINARY from the test's target.
 #pragma once
 
 #include <unistd.h>
@@ -10,25 +11,37 @@
 #include <memory>
 #include <string>
 
+#include "engines.h"
 #include "gtest/gtest.h"
 #include "mortised_process.h"
 
 namespace mortise::testing {
 
-inline std::string image(const std::string& name) {
-  return std::string(TENON_IMAGE_DIR) + "/" + name;
+// The engine the tests' mortised runs, and the directory of this build's images for it.
+inline EngineKind test_engine() { return tenon::test_support::auto_engine(); }
+inline std::string test_image_directory() {
+  return tenon::test_support::image_dir(TENON_IMAGE_DIR, test_engine());
 }
+
+inline std::string image(const std::string& name) { return test_image_directory() + "/" + name; }
 
 // Guest work is slow under nested KVM: a deadline a passing run never comes near.
 inline std::chrono::system_clock::time_point rpc_deadline() {
   return std::chrono::system_clock::now() + std::chrono::seconds(60);
 }
 
-// Starts mortised serving this build's images; null (with a test failure) when it cannot.
-inline std::unique_ptr<MortisedProcess> start_test_mortised() {
+// mortised serving this build's images on the test engine.
+inline MortisedOptions test_mortised_options() {
   MortisedOptions options;
   options.mortised_binary = MORTISED_BINARY;
-  options.image_directory = TENON_IMAGE_DIR;
+  options.image_directory = test_image_directory();
+  options.extra_arguments = {"--engine", engine_name(test_engine())};
+  return options;
+}
+
+// Starts mortised serving this build's images; null (with a test failure) when it cannot.
+inline std::unique_ptr<MortisedProcess> start_test_mortised() {
+  const MortisedOptions options = test_mortised_options();
   absl::StatusOr<std::unique_ptr<MortisedProcess>> started = MortisedProcess::start(options);
   EXPECT_TRUE(started.ok()) << started.status();
   return started.ok() ? std::move(*started) : nullptr;
@@ -38,8 +51,8 @@ inline std::unique_ptr<MortisedProcess> start_test_mortised() {
 class MortisedFixture : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::access("/dev/kvm", R_OK | W_OK) != 0) {
-      GTEST_SKIP() << "no usable /dev/kvm on this host: mortised cannot run guests here";
+    if (tenon::test_support::usable_engines().empty()) {
+      GTEST_SKIP() << tenon::test_support::no_engine_reason();
     }
     mortised_ = start_test_mortised();
     ASSERT_NE(mortised_, nullptr);

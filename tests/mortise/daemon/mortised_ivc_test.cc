@@ -1,7 +1,8 @@
 // Inter-VM channels through mortised: two VMs declared as the two sides of a channel in their
 // CreateVmRequest, each in its own mortise-vmm process, ping-pong to completion; the channel's
 // counters reach the API; a side is held by one VM at a time and freed by Destroy; bad
-// declarations are refused. Skipped where /dev/kvm is absent.
+// declarations are refused. Channels are the kvm engine's alone: under the qemu engine the tests
+// check that mortised refuses them, naming why.
 #include <unistd.h>
 
 #include <grpcpp/grpcpp.h>
@@ -26,6 +27,14 @@ constexpr uint64_t kGuestMemory = 256 << 10;
 
 class MortisedIvcTest : public mortise::testing::MortisedFixture {
  protected:
+  void SetUp() override {
+    MortisedFixture::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    if (mortise::testing::test_engine() != mortise::EngineKind::kKvm) {
+      GTEST_SKIP() << "channels run on the kvm engine only, and mortised runs the qemu engine "
+                      "here (MortisedQemuIvcTest checks the refusal)";
+    }
+  }
   tenon::v1::CreateVmRequest request(const std::string& name, const std::string& image_name,
                                      const std::string& channel, tenon::v1::ChannelSide side) {
     tenon::v1::CreateVmRequest request;
@@ -142,6 +151,28 @@ TEST_F(MortisedIvcTest, BadChannelDeclarationsAreInvalidArguments) {
   tenon::v1::CreateVmRequest big = request("a", "ivc-pong.elf", "x", tenon::v1::CHANNEL_SIDE_A);
   big.set_memory_bytes(1ull << 30);
   expect_invalid(big, "memory above the channel window");
+}
+
+class MortisedQemuIvcTest : public mortise::testing::MortisedFixture {};
+
+TEST_F(MortisedQemuIvcTest, ChannelsAreRefusedUnderTheQemuEngineWithTheReason) {
+  if (mortise::testing::test_engine() != mortise::EngineKind::kQemu) {
+    GTEST_SKIP() << "mortised runs the kvm engine here, which has channels";
+  }
+  tenon::v1::CreateVmRequest request;
+  request.set_name("ping");
+  request.set_image_path(image("hello.elf"));
+  request.set_memory_bytes(kGuestMemory);
+  tenon::v1::ChannelEndpoint* endpoint = request.add_channels();
+  endpoint->set_name("refused");
+  endpoint->set_side(tenon::v1::CHANNEL_SIDE_A);
+  tenon::v1::VmOperationResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(rpc_deadline());
+  const grpc::Status status = mortised_->stub().Create(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(status.error_message().find("kvm engine only"), std::string::npos)
+      << status.error_message();
 }
 
 }  // namespace

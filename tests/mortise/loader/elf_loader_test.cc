@@ -549,24 +549,32 @@ TEST(ElfLoaderTest, RejectsAbiVersionMismatch) {
                "image was built for Tenon ABI version 7, this Mortise supports version 1");
 }
 
-// ---- A real image, linked by the real toolchain with tenon/plat/mortise/image.ld --------------
+// ---- A real image, linked by the real toolchain with tenon/plat/image.ld --------------
 
-#ifdef TENON_HELLO_IMAGE
-TEST(ElfLoaderTest, RealHelloImageParsesAndLoads) {
-  std::ifstream stream(TENON_HELLO_IMAGE, std::ios::binary);
-  ASSERT_TRUE(stream) << "cannot open " << TENON_HELLO_IMAGE;
-  const std::vector<uint8_t> file{std::istreambuf_iterator<char>(stream),
-                                  std::istreambuf_iterator<char>()};
-  const ElfLimits limits{.lowest_address = tenon::abi::kImageBase, .highest_address = 64ull << 20};
-  absl::StatusOr<ElfImage> image = parse_elf(file, limits, tenon::abi::kVersion);
-  ASSERT_TRUE(image.ok()) << image.status();
-  EXPECT_EQ(image->abi_version, tenon::abi::kVersion);
-  ASSERT_FALSE(image->segments.empty());
-  EXPECT_EQ(image->segments.front().address, tenon::abi::kImageBase);
-  EXPECT_EQ(image->segments.front().permissions, kRead | kExecute);
-  absl::StatusOr<GuestMemory> memory = GuestMemory::create(64ull << 20);
-  ASSERT_TRUE(memory.ok()) << memory.status();
-  ASSERT_TRUE(load_elf(*image, file, *memory).ok());
+#ifdef TENON_HELLO_IMAGE_KVM
+// hello as linked for each engine: the same loadable shape, and the platform note naming it.
+TEST(ElfLoaderTest, RealHelloImagesParseAndLoadWithTheirPlatform) {
+  for (const auto& [path, platform] :
+       {std::pair{TENON_HELLO_IMAGE_KVM, tenon::abi::Platform::kMortise},
+        std::pair{TENON_HELLO_IMAGE_QEMU, tenon::abi::Platform::kQemu}}) {
+    SCOPED_TRACE(path);
+    std::ifstream stream(path, std::ios::binary);
+    ASSERT_TRUE(stream) << "cannot open " << path;
+    const std::vector<uint8_t> file{std::istreambuf_iterator<char>(stream),
+                                    std::istreambuf_iterator<char>()};
+    const ElfLimits limits{.lowest_address = tenon::abi::kImageBase,
+                           .highest_address = 64ull << 20};
+    absl::StatusOr<ElfImage> image = parse_elf(file, limits, tenon::abi::kVersion);
+    ASSERT_TRUE(image.ok()) << image.status();
+    EXPECT_EQ(image->abi_version, tenon::abi::kVersion);
+    EXPECT_EQ(image->platform, platform);
+    ASSERT_FALSE(image->segments.empty());
+    EXPECT_EQ(image->segments.front().address, tenon::abi::kImageBase);
+    EXPECT_EQ(image->segments.front().permissions, kRead | kExecute);
+    absl::StatusOr<GuestMemory> memory = GuestMemory::create(64ull << 20);
+    ASSERT_TRUE(memory.ok()) << memory.status();
+    ASSERT_TRUE(load_elf(*image, file, *memory).ok());
+  }
 }
 #endif
 
