@@ -302,7 +302,9 @@ int run(const RunOptions& options, uint64_t process_start_tsc) {
                           {"engine_detail", engine_detail},
                           {"tsc_khz", timing.tsc_khz},
                           {"tsc_synchronized", timing.tsc_synchronized},
-                          {"wall_ns", wall_ns}};
+                          {"wall_ns", wall_ns},
+                          // Exits to Mortise (KVM engine; 0 where the engine does not count).
+                          {"vcpu_exits", (*instance)->vcpu_exits()}};
     record["boot_to_main_ns"] =
         boot_to_main_ns ? nlohmann::json(*boot_to_main_ns) : nlohmann::json(nullptr);
     record["placement"] = {{"cpu", placement->cpu ? nlohmann::json(*placement->cpu) : nullptr},

@@ -11,7 +11,10 @@
 #include <chrono>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <thread>
+
+#include "shell_command.h"
 
 extern char** environ;
 
@@ -71,9 +74,38 @@ nlohmann::json machine_info() {
   std::ifstream cpuinfo("/proc/cpuinfo");
   const std::string text((std::istreambuf_iterator<char>(cpuinfo)),
                          std::istreambuf_iterator<char>());
-  // The "hypervisor" CPU flag: this host is itself a guest, so its KVM is nested.
+  // The "hypervisor" CPU flag says this host is itself a guest; what its /dev/kvm is (if any)
+  // is separate: hardware virtualization needs vmx or svm, and kvm_pvm is a paravirtual KVM
+  // that runs guest code through an instruction emulator.
+  const bool host_is_a_guest = text.find(" hypervisor") != std::string::npos;
+  const bool hardware = text.find(" vmx") != std::string::npos ||
+                        text.find(" svm") != std::string::npos;
+  std::string kvm = "absent";
+  if (access("/dev/kvm", R_OK | W_OK) == 0) {
+    if (access("/sys/module/kvm_pvm", F_OK) == 0) {
+      kvm = "paravirtual (kvm_pvm: guest code runs in an instruction emulator)";
+    } else if (hardware) {
+      kvm = host_is_a_guest ? "nested hardware virtualization" : "hardware virtualization";
+    } else {
+      kvm = "present without vmx/svm";
+    }
+  }
   return {{"cores", std::thread::hardware_concurrency()},
-          {"kvm_nested", text.find(" hypervisor") != std::string::npos}};
+          {"host_is_a_guest", host_is_a_guest},
+          {"kvm", kvm}};
+}
+
+Engine auto_engine(const std::string& mortise_binary) {
+  const ProcessResult probe = run_process({mortise_binary, "engines", "-o", "json"});
+  const std::optional<nlohmann::json> record = test_support::last_json_line(probe.output);
+  if (!record) return {"", "mortise engines printed no report"};
+  if ((*record)["auto"].is_string()) return {(*record)["auto"].get<std::string>(), ""};
+  return {"", "no engine can run here: kvm: " + (*record)["kvm"].value("problem", "") +
+                  "; qemu: " + (*record)["qemu"].value("problem", "")};
+}
+
+std::string image_dir(const std::string& base, const std::string& engine) {
+  return engine == "kvm" ? base + "/kvm" : base;
 }
 
 }  // namespace tenon::bench

@@ -110,7 +110,8 @@ double vmm_latency_of(const tenon::v1::Vm& vm, tenon::v1::VmOperation operation)
 
 struct Options {
   std::string mortised;
-  std::string image_directory;
+  std::string engine;           // what mortised runs: "kvm" or "qemu"
+  std::string image_directory;  // this build's images for that engine
   int iterations = 200;
   int snapshot_iterations = 20;
   uint64_t snapshot_memory = 1 << 20;
@@ -121,14 +122,21 @@ struct Options {
   std::string b6_policy = "realtime";
 };
 
+// mortised on the benchmark's engine, serving the build's images for it.
+MortisedOptions daemon_options(const Options& options) {
+  MortisedOptions daemon;
+  daemon.mortised_binary = options.mortised;
+  daemon.image_directory = options.image_directory;
+  daemon.extra_arguments = {"--engine", options.engine};
+  return daemon;
+}
+
 double since(Clock::time_point start) {
   return std::chrono::duration<double, std::nano>(Clock::now() - start).count();
 }
 
 nlohmann::json run_b4_snapshots(const Options& options) {
-  MortisedOptions daemon;
-  daemon.mortised_binary = options.mortised;
-  daemon.image_directory = options.image_directory;
+  const MortisedOptions daemon = daemon_options(options);
   absl::StatusOr<std::unique_ptr<MortisedProcess>> source = MortisedProcess::start(daemon);
   if (!source.ok()) return {{"error", std::string(source.status().message())}};
   absl::StatusOr<std::unique_ptr<MortisedProcess>> target = MortisedProcess::start(daemon);
@@ -253,9 +261,7 @@ nlohmann::json run_b4_snapshots(const Options& options) {
 }
 
 nlohmann::json run_b4(const Options& options) {
-  MortisedOptions daemon;
-  daemon.mortised_binary = options.mortised;
-  daemon.image_directory = options.image_directory;
+  const MortisedOptions daemon = daemon_options(options);
   absl::StatusOr<std::unique_ptr<MortisedProcess>> mortised = MortisedProcess::start(daemon);
   if (!mortised.ok()) return {{"error", std::string(mortised.status().message())}};
   auto& stub = (*mortised)->stub();
@@ -333,7 +339,13 @@ nlohmann::json run_b4(const Options& options) {
                              {"mortised", summarize(resume_daemon)},
                              {"mortise_vmm", summarize(resume_vmm)}}}};
   if (!first_failure.empty()) result["first_failure"] = first_failure;
-  if (options.snapshot_iterations > 0) result["snapshot_restore"] = run_b4_snapshots(options);
+  if (options.snapshot_iterations > 0) {
+    if (options.engine == "kvm") {
+      result["snapshot_restore"] = run_b4_snapshots(options);
+    } else {
+      result["snapshot_restore"] = {{"skipped", "snapshots run on the kvm engine only"}};
+    }
+  }
   if (std::optional<tenon::v1::Vm> vm = get(stub, name, true);
       vm && vm->telemetry().tasks_size() > 0) {
     const auto& task = vm->telemetry().tasks(0);
@@ -348,9 +360,7 @@ nlohmann::json run_b4(const Options& options) {
 }
 
 nlohmann::json run_b6(const Options& options) {
-  MortisedOptions daemon;
-  daemon.mortised_binary = options.mortised;
-  daemon.image_directory = options.image_directory;
+  const MortisedOptions daemon = daemon_options(options);
   absl::StatusOr<std::unique_ptr<MortisedProcess>> mortised = MortisedProcess::start(daemon);
   if (!mortised.ok()) return {{"error", std::string(mortised.status().message())}};
   auto& stub = (*mortised)->stub();
@@ -471,7 +481,8 @@ int main(int argc, char** argv) {
   app.add_option("--mortised", options.mortised, "mortised binary (mortise-vmm next to it)")
       ->required();
   app.add_option("--image-dir", options.image_directory,
-                 "directory with latency-probe.elf and idle-10ms.elf")
+                 "the build's image directory (latency-probe.elf and idle-10ms.elf for QEMU, "
+                 "under kvm/ for KVM)")
       ->required();
   app.add_option("--iterations", options.iterations, "B4: pause/resume pairs")
       ->capture_default_str();
@@ -500,20 +511,26 @@ int main(int argc, char** argv) {
   app.add_option("--commit", commit, "commit being measured");
   app.add_option("--command", command, "the command line that ran this benchmark");
   CLI11_PARSE(app, argc, argv);
+  const tenon::bench::Engine engine = tenon::bench::auto_engine(
+      (std::filesystem::path(options.mortised).parent_path() / "mortise").string());
+  options.engine = engine.name;
   // mortised takes absolute image paths only.
-  options.image_directory = std::filesystem::absolute(options.image_directory).lexically_normal();
+  options.image_directory =
+      std::filesystem::absolute(tenon::bench::image_dir(options.image_directory, engine.name))
+          .lexically_normal();
 
   nlohmann::json report;
   report["benchmarks"] = {"B4", "B6"};
   report["commit"] = commit;
   report["command"] = command;
   report["machine"] = tenon::bench::machine_info();
-  if (access("/dev/kvm", R_OK | W_OK) != 0) {
-    report["skipped"] = "no usable /dev/kvm on this host";
+  if (engine.name.empty()) {
+    report["skipped"] = engine.problem;
     std::ofstream(output_path) << report.dump(2) << "\n";
-    std::cout << "B4/B6 skipped: no usable /dev/kvm\n";
-    return 0;
+    std::cout << "B4/B6 skipped: " << engine.problem << "\n";
+    return tenon::bench::kSkipped;
   }
+  report["engine"] = engine.name;
   if (!skip_b4) report["B4"] = run_b4(options);
   if (!skip_b6) report["B6"] = run_b6(options);
   std::ofstream(output_path) << report.dump(2) << "\n";
@@ -536,7 +553,10 @@ int main(int argc, char** argv) {
       }
       if (b4.contains("snapshot_restore")) {
         const nlohmann::json& snapshots = b4["snapshot_restore"];
-        if (snapshots.contains("error")) {
+        if (snapshots.contains("skipped")) {
+          std::printf("B4 snapshot/restore skipped: %s\n",
+                      snapshots["skipped"].get<std::string>().c_str());
+        } else if (snapshots.contains("error")) {
           std::printf("B4 snapshot/restore failed: %s\n",
                       snapshots["error"].get<std::string>().c_str());
         } else {
@@ -582,6 +602,17 @@ int main(int argc, char** argv) {
           b6["vmm_pss_kib"].is_null() ? 0.0 : b6["vmm_pss_kib"]["p50"].get<double>());
     }
   }
-  std::printf("results: %s\n", output_path.c_str());
-  return 0;
+  std::printf("results: %s (engine %s)\n", output_path.c_str(), engine.name.c_str());
+  // Any failed operation fails the benchmark (timings never do).
+  bool failed = false;
+  if (!skip_b4) {
+    const nlohmann::json& b4 = report["B4"];
+    failed |= b4.contains("error") || b4.contains("first_failure") || b4.value("failures", 0) > 0;
+    if (b4.contains("snapshot_restore")) {
+      const nlohmann::json& snapshots = b4["snapshot_restore"];
+      failed |= snapshots.contains("error") || snapshots.value("failures", 0) > 0;
+    }
+  }
+  if (!skip_b6) failed |= report["B6"].contains("error");
+  return failed ? 1 : 0;
 }

@@ -28,6 +28,7 @@
 #include "bench_report.h"
 #include "console_sink.h"
 #include "instance.h"
+#include "kvm_instance.h"
 #include "ivc_channel.h"
 #include "kvm.h"
 #include "tenon/ivc_ring.h"
@@ -46,19 +47,19 @@ double elapsed_ns(Clock::time_point start) {
 nlohmann::json run_guest_pair(const mortise::Kvm& kvm, const std::string& ping_image,
                               const std::string& pong_image) {
   absl::StatusOr<mortise::IvcChannel> channel = mortise::IvcChannel::create("pingpong");
-  if (!channel.ok()) return {{"skipped", std::string(channel.status().message())}};
+  if (!channel.ok()) return {{"error", std::string(channel.status().message())}};
   mortise::BufferConsole ping_console, pong_console;
   auto create = [&](const std::string& image, uint32_t side, mortise::BufferConsole& console) {
     mortise::InstanceConfig config;
     config.image_path = image;
     config.memory_bytes = 1 << 20;
     config.channels.push_back(channel->endpoint(side));
-    return mortise::Instance::create(kvm, config, console);
+    return mortise::KvmInstance::create(kvm, config, console);
   };
   absl::StatusOr<std::unique_ptr<mortise::Instance>> ping = create(ping_image, 0, ping_console);
   absl::StatusOr<std::unique_ptr<mortise::Instance>> pong = create(pong_image, 1, pong_console);
-  if (!ping.ok()) return {{"skipped", std::string(ping.status().message())}};
-  if (!pong.ok()) return {{"skipped", std::string(pong.status().message())}};
+  if (!ping.ok()) return {{"error", std::string(ping.status().message())}};
+  if (!pong.ok()) return {{"error", std::string(pong.status().message())}};
   const auto limit = std::chrono::minutes(30);
   std::future<mortise::ExitReason> pong_run =
       std::async(std::launch::async, [&] { return (*pong)->run(limit); });
@@ -68,7 +69,7 @@ nlohmann::json run_guest_pair(const mortise::Kvm& kvm, const std::string& ping_i
   const std::string console = ping_console.contents();
   const size_t line = console.find("ivc-ping:");
   if (ping_reason.kind != mortise::ExitKind::kGuestExit || line == std::string::npos) {
-    return {{"skipped", "ivc-ping did not finish: " + ping_reason.message + " " + console}};
+    return {{"error", "ivc-ping did not finish: " + ping_reason.message + " " + console}};
   }
   static const std::regex kPair(R"(([a-z0-9_]+)=([^ \n]+))");
   const std::string text = console.substr(line, console.find('\n', line) - line);
@@ -229,12 +230,15 @@ int main(int argc, char** argv) {
   report["reference"]["ring_two_host_threads"] = run_host_ring(baseline_round_trips);
   absl::StatusOr<mortise::Kvm> kvm = mortise::Kvm::open();
   if (!kvm.ok() || !kvm->capabilities().irqchip) {
-    report["skipped"] =
-        kvm.ok() ? "KVM has no in-kernel irqchip" : "no usable /dev/kvm on this host";
+    report["skipped"] = std::string("channels run on the kvm engine only, and ") +
+                        (kvm.ok() ? "KVM has no in-kernel irqchip here"
+                                  : "the kvm engine cannot run here: " +
+                                        std::string(kvm.status().message()));
     std::ofstream(output_path) << report.dump(2) << "\n";
     std::cout << "B5 skipped: " << report["skipped"].get<std::string>() << "\n";
-    return 0;
+    return tenon::bench::kSkipped;
   }
+  report["engine"] = "kvm";
   const std::string suffix = smoke ? "" : "-bench";
   report["tenon"]["poll"] = run_guest_pair(*kvm, image_dir + "/ivc-ping-poll" + suffix + ".elf",
                                            image_dir + "/ivc-pong.elf");
@@ -258,12 +262,15 @@ int main(int argc, char** argv) {
   std::printf("%-34s %10.2f %10.2f %10.2f %12s\n", "reference ring, 2 host threads",
               ring["min"].get<double>() / 1e3, ring["p50"].get<double>() / 1e3,
               ring["p99"].get<double>() / 1e3, "-");
+  bool failed = false;
   for (const auto& [mode, result] : report["tenon"].items()) {
-    if (result.contains("skipped")) {
-      std::printf("tenon %s: skipped: %s\n", mode.c_str(),
-                  result["skipped"].get<std::string>().c_str());
+    if (result.contains("error")) {
+      std::printf("tenon %s: FAILED: %s\n", mode.c_str(),
+                  result["error"].get<std::string>().c_str());
+      failed = true;
       continue;
     }
+    if (!result.value("no_loss_no_reordering", false)) failed = true;
     std::printf(
         "%-34s %10.2f %10.2f %10.2f %12.0f  %s\n", ("tenon ivc " + mode).c_str(),
         result.value("rtt_min_ns", 0.0) / 1e3, result.value("rtt_p50_ns", 0.0) / 1e3,
@@ -271,5 +278,6 @@ int main(int argc, char** argv) {
         result.value("no_loss_no_reordering", false) ? "no loss, in order" : "LOSS/REORDER");
   }
   std::printf("results: %s\n", output_path.c_str());
-  return 0;
+  // Lost or reordered messages, or a guest that did not finish, fail the benchmark.
+  return failed ? 1 : 0;
 }

@@ -3,7 +3,8 @@
 # two devices) moves a running control-loop instance back and forth with `tenonctl migrate` and
 # records each report: downtime (pause at the source to running at the target), snapshot,
 # transfer and restore-and-resume times, snapshot size. Writes one JSON file; never fails on a
-# timing. Exit 0 with a reason in the JSON where /dev/kvm is not usable.
+# timing. Migration moves a snapshot, which only Mortise's kvm engine takes: exit 77 (skipped)
+# with the reason in the JSON where that engine cannot run; exit 1 when a migration fails.
 #   tests/bench/migration_bench.sh BUILD_DIR OUTPUT [ROUNDS] [COMMIT] [COMMAND]
 set -euo pipefail
 build_dir="$1"
@@ -12,17 +13,27 @@ rounds="${3:-10}"
 commit="${4:-unknown}"
 command="${5:-tests/bench/migration_bench.sh}"
 bin="$build_dir/bin"
-machine=$(jq -n --argjson cores "$(nproc)" \
-  --arg nested "$(cat /sys/module/kvm_intel/parameters/nested /sys/module/kvm_amd/parameters/nested 2>/dev/null | head -1)" \
-  '{cores: $cores, kvm_nested: ($nested == "Y" or $nested == "1")}')
+kvm=absent
+if [[ -r /dev/kvm && -w /dev/kvm ]]; then
+  if [[ -e /sys/module/kvm_pvm ]]; then kvm="paravirtual (kvm_pvm: guest code runs in an instruction emulator)"
+  elif grep -qwE 'vmx|svm' /proc/cpuinfo; then kvm="hardware virtualization"
+  else kvm="present without vmx/svm"; fi
+fi
+machine=$(jq -n --argjson cores "$(nproc)" --arg kvm "$kvm" \
+  --argjson guest "$(grep -qw hypervisor /proc/cpuinfo && echo true || echo false)" \
+  '{cores: $cores, host_is_a_guest: $guest, kvm: $kvm}')
 report() {  # extra JSON fields
   jq -n --arg commit "$commit" --arg command "$command" --argjson machine "$machine" \
     --argjson extra "$1" '{benchmarks: ["B4"], commit: $commit, command: $command,
                            machine: $machine} + $extra' >"$output"
 }
-if [[ ! -r /dev/kvm || ! -w /dev/kvm ]]; then
-  report '{"skipped": "/dev/kvm is not usable here"}'
-  exit 0
+engines=$("$build_dir/bin/mortise" engines -o json 2>/dev/null || true)
+[[ -n "$engines" ]] || engines='{}'
+if [[ "$(jq -r '.kvm.usable // false' <<<"$engines")" != true ]]; then
+  why=$(jq -r '.kvm.problem // "mortise engines failed"' <<<"$engines")
+  report "$(jq -n --arg why "$why" '{skipped: ("migration needs snapshots, which only the kvm engine takes, and the kvm engine cannot run here: " + $why)}')"
+  echo "B4 migration skipped: the kvm engine cannot run here"
+  exit 77
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tenon-b4-migration-XXXXXX")
@@ -43,8 +54,8 @@ grpc=$(jq -r .grpc_address "$work/ready.json")
 printf 'server: %s\ntoken_file: %s\n' "$grpc" "$work/controller/operator-token" >"$work/ctl.yaml"
 tenonctl() { "$bin/tenonctl" --config "$work/ctl.yaml" "$@"; }
 for device in a b; do
-  "$bin/mortised" --socket "$work/mortised-$device.sock" --state-dir "$work/mortise-$device" \
-    >"$work/mortised-$device.log" 2>&1 &
+  "$bin/mortised" --engine kvm --socket "$work/mortised-$device.sock" \
+    --state-dir "$work/mortise-$device" >"$work/mortised-$device.log" 2>&1 &
   pids+=($!)
   wait_for "$work/mortised-$device.sock"
 done
@@ -110,5 +121,10 @@ summary=$(jq -c '
      restore_and_resume_ms: ($ok | map(.restore_time | ms) | stats),
      snapshot_bytes: ($ok | map(.snapshot_bytes | tonumber) | max)}' <<<"$samples")
 report "$(jq -c --argjson s "$summary" --argjson raw "$samples" \
-  '{migration: $s, samples: $raw}' <<<'{}')"
+  '{engine: "kvm", migration: $s, samples: $raw}' <<<'{}')"
 jq -c .migration "$output"
+failed=$(jq -r .migration.failed "$output")
+if [[ "$failed" != 0 ]]; then
+  echo "B4 migration: $failed of $rounds migrations failed" >&2
+  exit 1
+fi
