@@ -120,6 +120,7 @@ struct RunOptions {
   std::string output = "text";
   std::string engine = "auto";
   bool icount = false;
+  bool qemu_kvm = false;
   std::string qemu_binary = "qemu-system-x86_64";
 };
 
@@ -225,12 +226,19 @@ int run(const RunOptions& options, uint64_t process_start_tsc) {
   if (!engine.ok()) {
     return report_error(options, kUsage, "usage", std::string(engine.status().message()));
   }
-  if (options.icount && *engine != mortise::EngineKind::kQemu) {
-    return report_error(options, kUsage, "usage", "--icount needs the qemu engine");
+  if ((options.icount || options.qemu_kvm) && *engine != mortise::EngineKind::kQemu) {
+    return report_error(options, kUsage, "usage",
+                        options.icount ? "--icount needs the qemu engine"
+                                       : "--qemu-kvm needs the qemu engine");
+  }
+  if (options.icount && options.qemu_kvm) {
+    return report_error(options, kUsage, "usage",
+                        "--icount and --qemu-kvm exclude each other: icount is TCG's");
   }
   mortise::QemuSettings qemu;
   qemu.binary = options.qemu_binary;
   qemu.icount = options.icount;
+  qemu.kvm_acceleration = options.qemu_kvm;
   mortise::FileConsole console(STDOUT_FILENO);
   mortise::InstanceConfig config;
   config.image_path = options.image;
@@ -393,6 +401,8 @@ int main(int argc, char** argv) {
   run_command->add_flag("--icount", options.icount,
                         "QEMU engine: deterministic virtual time, one instruction per nanosecond "
                         "(-icount shift=0)");
+  run_command->add_flag("--qemu-kvm", options.qemu_kvm,
+                        "QEMU engine: run QEMU on /dev/kvm (-accel kvm) instead of TCG");
   run_command->add_option("--qemu-binary", options.qemu_binary, "QEMU executable for the qemu engine")
       ->capture_default_str();
   run_command->footer(kExitCodeHelp);

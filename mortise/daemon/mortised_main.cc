@@ -108,6 +108,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--icount", qemu.icount,
                "qemu engine: deterministic virtual time, one instruction per nanosecond");
+  app.add_flag("--qemu-kvm", qemu.kvm_acceleration,
+               "qemu engine: run QEMU on /dev/kvm (-accel kvm) instead of TCG")
+      ->excludes("--icount");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

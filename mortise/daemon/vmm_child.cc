@@ -120,6 +120,7 @@ absl::StatusOr<std::unique_ptr<VmmChild>> VmmChild::spawn(VmmLaunch launch) {
   if (launch.engine == EngineKind::kQemu) {
     arguments.insert(arguments.end(), {"--qemu-binary", launch.qemu.binary});
     if (launch.qemu.icount) arguments.push_back("--icount");
+    if (launch.qemu.kvm_acceleration) arguments.push_back("--qemu-kvm");
   }
   if (!launch.management_cpus.empty()) {
     arguments.push_back("--management-cpus");

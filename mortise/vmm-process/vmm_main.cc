@@ -100,6 +100,8 @@ int main(int argc, char** argv) {
   app.add_option("--qemu-binary", options.qemu.binary, "QEMU executable for the qemu engine");
   app.add_flag("--icount", options.qemu.icount,
                "qemu engine: deterministic virtual time (-icount shift=0)");
+  app.add_flag("--qemu-kvm", options.qemu.kvm_acceleration,
+               "qemu engine: run QEMU on /dev/kvm (-accel kvm) instead of TCG");
   app.add_option("--console-buffer", options.console_buffer_bytes,
                  "console bytes held while the control socket is busy");
   try {

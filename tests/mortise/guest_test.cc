@@ -220,6 +220,7 @@ TEST_P(CommandTest, ExitCodesAreDistinct) {
   EXPECT_EQ(command("run /nonexistent/image.elf").exit_code, 65);
   EXPECT_EQ(command("run " + hello_image(engine()) + " --memory lots").exit_code, 64);
   EXPECT_EQ(command("frobnicate").exit_code, 64);
+  EXPECT_EQ(command("run " + hello_image(engine()) + " --icount --qemu-kvm").exit_code, 64);
 }
 
 TEST_P(CommandTest, JsonRecordIsLastStdoutLineAndNamesEngine) {
