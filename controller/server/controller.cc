@@ -303,8 +303,35 @@ Controller::PlannedInstance Controller::planned_from_spec(const v1::Instance& in
   return planned;
 }
 
+uint64_t Controller::planner_instances_examined() const {
+  absl::MutexLock lock(&mutex_);
+  return planner_instances_examined_;
+}
+
+Controller::ExistingInstances Controller::index_existing(
+    const std::map<std::string, v1::Instance>& instances) const {
+  ExistingInstances existing;
+  existing.by_name = &instances;
+  for (const auto& [name, instance] : instances) {
+    existing.by_device[instance.spec().device()].push_back(name);
+  }
+  // Held paused at the source while they migrate away from it.
+  for (const auto& [id, migration] : migrations_) {
+    if (migration.phase == Migration::Phase::kDone || migration.phase == Migration::Phase::kFailed) {
+      continue;
+    }
+    auto found = instances.find(migration.instance);
+    if (found != instances.end() && found->second.spec().device() != migration.source) {
+      existing.by_device[migration.source].push_back(migration.instance);
+    }
+  }
+  return existing;
+}
+
 Controller::DevicePlan Controller::plan_device(const FleetView& view, const v1::Device& device,
-                                               const std::map<std::string, v1::Instance>* pins) {
+                                               const ExistingInstances* existing) {
+  const std::map<std::string, v1::Instance>* pins =
+      existing != nullptr ? existing->by_name : nullptr;
   DevicePlan plan;
   if (!is_enrolled(device)) return plan;
   const std::string& device_name = device.metadata().name();
@@ -385,8 +412,13 @@ Controller::DevicePlan Controller::plan_device(const FleetView& view, const v1::
     plan.instances.push_back(std::move(planned));
   }
   // Instances that migrated here: they keep their name, uid, image and history.
-  if (pins != nullptr) {
-    for (const auto& [name, instance] : *pins) {
+  if (existing != nullptr) {
+    auto concerning = existing->by_device.find(device_name);
+    const std::vector<std::string> none;
+    for (const std::string& name :
+         concerning != existing->by_device.end() ? concerning->second : none) {
+      const v1::Instance& instance = pins->at(name);
+      ++planner_instances_examined_;
       const v1::InstanceSpec& spec = instance.spec();
       if (name == instance_name(spec.deployment(), device_name) ||
           !view.deployments.contains(spec.deployment())) {
@@ -463,10 +495,11 @@ absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string
     }
   }
   const absl::Time now = absl::Now();
+  const ExistingInstances indexed = index_existing(existing);
   std::set<std::string> planned_names;
   for (auto& [device_name, device] : view->devices) {
     if (!only.empty() && !only.contains(device_name)) continue;
-    DevicePlan plan = plan_device(*view, device, &existing);
+    DevicePlan plan = plan_device(*view, device, &indexed);
     for (auto& [deployment, errors] : plan_errors_) errors.erase(device_name);
     for (const auto& [deployment, error] : plan.errors) {
       plan_errors_[deployment][device_name] = error;

@@ -67,6 +67,9 @@ class Controller {
   // Call once, before serving.
   absl::Status recover();
 
+  // Stored instances the planner has examined so far: its work, linear in the fleet's size.
+  uint64_t planner_instances_examined() const;
+
   // ---- Operator API (FleetService) ----
   absl::StatusOr<tenon::v1::ApplyResponse> apply(const tenon::v1::ApplyRequest& request);
   absl::StatusOr<tenon::v1::Object> get(const tenon::v1::GetRequest& request);
@@ -154,9 +157,18 @@ class Controller {
   // Every App and Deployment, and every Device or only these.
   absl::StatusOr<FleetView> load_view(StoreTransaction& tx,
                                       const std::set<std::string>& only_devices);
-  // With `pins` (the stored instances), instances that migrated stay where they went.
+  // The stored instances a replan may keep, by name, and for each device the names of the ones
+  // that concern it (it runs them, or they are migrating away from it): indexed once per replan,
+  // so that planning a device costs what concerns that device, not the whole fleet.
+  struct ExistingInstances {
+    const std::map<std::string, tenon::v1::Instance>* by_name = nullptr;  // borrowed
+    std::map<std::string, std::vector<std::string>> by_device;
+  };
+  ExistingInstances index_existing(
+      const std::map<std::string, tenon::v1::Instance>& instances) const;
+  // With `existing`, instances that migrated stay where they went.
   DevicePlan plan_device(const FleetView& view, const tenon::v1::Device& device,
-                         const std::map<std::string, tenon::v1::Instance>* pins = nullptr);
+                         const ExistingInstances* existing = nullptr);
   PlannedInstance planned_from_spec(const tenon::v1::Instance& instance);
   const Migration* active_migration(const std::string& instance) const;
   void handle_snapshot_upload(const std::string& device, const tenon::v1::SnapshotUpload& upload);
@@ -191,10 +203,13 @@ class Controller {
   BlobStore* blobs_;
   FleetComposer* composer_;
 
-  absl::Mutex mutex_;
+  mutable absl::Mutex mutex_;
   absl::CondVar console_changed_;
   absl::CondVar migration_changed_;
   std::map<std::string, Migration> migrations_ ABSL_GUARDED_BY(mutex_);  // by id
+  // Stored instances the planner has looked at, summed over every plan_device call: the
+  // planner's work, which must grow with the fleet, not with its square.
+  uint64_t planner_instances_examined_ ABSL_GUARDED_BY(mutex_) = 0;
   std::map<std::string, DeviceRuntime> devices_ ABSL_GUARDED_BY(mutex_);
   std::map<std::string, InstanceRuntime> instances_ ABSL_GUARDED_BY(mutex_);
   std::map<std::string, std::map<std::string, std::string>> plan_errors_ ABSL_GUARDED_BY(mutex_);

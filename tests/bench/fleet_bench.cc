@@ -525,6 +525,7 @@ int main(int argc, char** argv) {
   report["commit"] = commit;
   report["command"] = command;
   report["machine"] = tenon::bench::machine_info();
+  report["engine"] = "none: a stand-in hypervisor (no guest boots)";
   report["stand_in"] =
       "simulated agents in the benchmark process; their hypervisor is a stand-in that reports an "
       "instance running once its image is received and verified (no guest boots)";
@@ -535,5 +536,17 @@ int main(int argc, char** argv) {
     std::ofstream(output_path) << report.dump(2) << "\n";
   }
   std::cout << report.dump(2) << "\n";
-  return 0;
+  // Non-convergence, an error in a phase or a broken agent stream fails the benchmark.
+  bool failed = false;
+  for (const nlohmann::json& fleet : report["fleets"]) {
+    if (fleet.contains("error")) failed = true;
+    for (const char* phase : {"first_rollout", "changed_composition_rollout"}) {
+      if (!fleet.contains(phase)) continue;
+      const nlohmann::json& result = fleet[phase];
+      if (result.contains("error") || !result.value("converged", false)) failed = true;
+    }
+    if (fleet.value("failed_streams", 0) > 0) failed = true;
+  }
+  if (failed) std::cerr << "B7 FAILED: a fleet did not converge or an agent stream failed\n";
+  return failed ? 1 : 0;
 }

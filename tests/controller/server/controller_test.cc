@@ -11,6 +11,7 @@
 #include <mutex>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "api_metrics.h"
 #include "blob_store.h"
 #include "fleet_composer.h"
@@ -497,6 +498,42 @@ TEST_F(ControllerTest, StateSurvivesAReopenedStore) {
   get.set_name(desired->instances(0).name());
   EXPECT_EQ(controller_->get(get)->instance().status().observed_state(),
             v1::INSTANCE_STATE_RUNNING);
+}
+
+}  // namespace
+}  // namespace tenon::controller
+
+namespace tenon::controller {
+namespace {
+
+// Changing an App replans every device; the planner's work for it must grow with the fleet, not
+// with its square (it once walked every instance of the fleet for every device). Counted, not
+// timed: fleets of N and 2N enrolled devices, one instance each.
+class PlannerScaleTest : public ControllerTest {
+ protected:
+  // Stored instances the planner examined replanning a fleet of `devices` for a changed App.
+  uint64_t work_for_changed_app(int devices) {
+    std::vector<v1::Object> objects = {control_loop_app(), deployment("control", "control", "lab")};
+    for (int i = 0; i < devices; ++i) objects.push_back(device(absl::StrCat("edge-", i), "lab"));
+    EXPECT_TRUE(apply(std::move(objects)).ok());
+    for (int i = 0; i < devices; ++i) enroll(absl::StrCat("edge-", i));
+    v1::ListRequest list;
+    list.set_kind(v1::OBJECT_KIND_INSTANCE);
+    EXPECT_EQ(controller_->list(list)->objects_size(), devices);
+    const uint64_t before = controller_->planner_instances_examined();
+    EXPECT_TRUE(apply({control_loop_app(25'000)}).ok());
+    return controller_->planner_instances_examined() - before;
+  }
+};
+
+TEST_F(PlannerScaleTest, ChangedAppWorkGrowsLinearlyWithTheFleet) {
+  const uint64_t small = work_for_changed_app(40);
+  TearDown();
+  SetUp();
+  const uint64_t large = work_for_changed_app(80);
+  ASSERT_GT(small, 0u);
+  EXPECT_LE(static_cast<double>(large) / static_cast<double>(small), 2.2)
+      << "40 devices: " << small << " instances examined; 80 devices: " << large;
 }
 
 }  // namespace
