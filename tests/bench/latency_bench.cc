@@ -251,7 +251,9 @@ nlohmann::json linux_under_icount(const IcountSetup& setup, const std::string& s
   nlohmann::json summary = cyclictest_icount_summary(console);
   const size_t kernel = console.find("tenon-rt: kernel ");
   if (kernel != std::string::npos) {
-    summary["guest"] = console.substr(kernel + 10, console.find('\n', kernel) - kernel - 10);
+    std::string line = console.substr(kernel + 10, console.find('\n', kernel) - kernel - 10);
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    summary["guest"] = line;
   }
   return summary;
 }
