@@ -55,6 +55,9 @@ nlohmann::json boot_as_planned(mortise::EngineKind engine, const BuiltImage& bui
   const std::string command = std::string(MORTISE_BINARY) + " run " + built.path + " --memory " +
                               std::to_string(composition.memory_plan.total_bytes / 1024) + "K " +
                               run_options + " --engine " + mortise::engine_name(engine) +
+                              // QEMU in icount's virtual time: deadlines then describe Tenon,
+                              // not the host's translator on a shared machine.
+                              (engine == mortise::EngineKind::kQemu ? " --icount" : "") +
                               " --duration 60s -o json 2>/dev/null";
   const tenon::test_support::ShellResult result = tenon::test_support::run_shell(command);
   *exit_code = result.exit_code;

@@ -3,17 +3,20 @@
 // histograms, their job counts match their periods, and the fixed-priority and EDF builds of
 // control-loop release the same jobs. Skipped only where no engine can run guests.
 //
-// Where this project's machines have KVM it is nested: guest code runs ~1000x slower than native (~0.5 us per
-// instruction, measured) and the host stalls the guest for up to ~40 ms now and then (each stall
-// costs a 1 kHz task dozens of deadlines), so misses are bounded here (<= 5% of jobs) rather than
-// required to be zero, and scheduling order is checked on medians, which stalls do not move: a
-// job's median response stays inside its deadline. make bench reports the exact counts.
+// Where this project's machines have KVM it is nested: guest code runs ~1000x slower than native
+// (~0.5 us per instruction, measured) and the host stalls the guest for up to ~40 ms now and then
+// (each stall costs a 1 kHz task dozens of deadlines), so misses are bounded here (<= 5% of jobs)
+// rather than required to be zero, and scheduling order is checked on medians, which stalls do
+// not move: a job's median response stays inside its deadline. QEMU in real time (TCG without
+// icount) times the host's translator on a shared machine, so there only the releases are
+// checked; under icount the bounds hold again. make bench reports the exact counts.
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -34,7 +37,12 @@ struct EngineRun {
   mortise::EngineKind engine;
   bool icount = false;
   std::string name() const { return icount ? "qemu_icount" : mortise::engine_name(engine); }
+  // Deadlines say something about Tenon on KVM and under icount; QEMU's TCG in real time times
+  // the host's translator.
+  bool timing_is_meaningful() const { return engine == mortise::EngineKind::kKvm || icount; }
 };
+
+void PrintTo(const EngineRun& run, std::ostream* out) { *out << run.name(); }
 
 std::vector<EngineRun> engine_runs() {
   std::vector<EngineRun> runs;
@@ -74,15 +82,17 @@ const nlohmann::json* task(const nlohmann::json& record, const std::string& name
   return nullptr;
 }
 
-void expect_healthy(const nlohmann::json& entry, uint64_t expected_jobs) {
+void expect_healthy(const nlohmann::json& entry, uint64_t expected_jobs, bool check_deadlines) {
   const uint64_t jobs = entry["jobs"];
   EXPECT_GE(jobs, expected_jobs * 99 / 100) << entry.dump();
   EXPECT_LE(jobs, expected_jobs) << entry.dump();
   EXPECT_EQ(entry["release_latency"]["count"], jobs) << "every started job has a latency sample";
   EXPECT_GT(entry["release_latency"]["max_ns"].get<double>(), 0.0);
-  EXPECT_LE(entry["deadline_misses"].get<uint64_t>(), jobs / 20) << entry.dump();
-  EXPECT_LT(entry["response_time"]["p50_ns"].get<double>(), entry["deadline_ns"].get<double>())
-      << entry.dump();
+  if (check_deadlines) {
+    EXPECT_LE(entry["deadline_misses"].get<uint64_t>(), jobs / 20) << entry.dump();
+    EXPECT_LT(entry["response_time"]["p50_ns"].get<double>(), entry["deadline_ns"].get<double>())
+        << entry.dump();
+  }
   EXPECT_EQ(entry["gap_jobs"], 0) << "nothing paused this instance";
 }
 
@@ -92,7 +102,7 @@ TEST_P(RealtimeTest, LatencyProbeRunsAtOneKilohertz) {
   EXPECT_EQ(run.record["telemetry"]["scheduler"], "fixed-priority");
   const nlohmann::json* probe = task(run.record, "probe");
   ASSERT_NE(probe, nullptr) << run.record.dump();
-  expect_healthy(*probe, 10000);
+  expect_healthy(*probe, 10000, GetParam().timing_is_meaningful());
 }
 
 TEST_P(RealtimeTest, ControlLoopUnderFixedPriorityAndEdfReleasesTheSameJobs) {
@@ -110,8 +120,8 @@ TEST_P(RealtimeTest, ControlLoopUnderFixedPriorityAndEdfReleasesTheSameJobs) {
     const nlohmann::json* under_edf = task(edf.record, name);
     ASSERT_NE(under_fixed_priority, nullptr);
     ASSERT_NE(under_edf, nullptr);
-    expect_healthy(*under_fixed_priority, expected_jobs);
-    expect_healthy(*under_edf, expected_jobs);
+    expect_healthy(*under_fixed_priority, expected_jobs, GetParam().timing_is_meaningful());
+    expect_healthy(*under_edf, expected_jobs, GetParam().timing_is_meaningful());
     const int64_t difference =
         (*under_fixed_priority)["jobs"].get<int64_t>() - (*under_edf)["jobs"].get<int64_t>();
     EXPECT_LE(std::abs(difference), static_cast<int64_t>(expected_jobs / 100));
