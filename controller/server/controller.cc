@@ -447,8 +447,7 @@ Controller::DevicePlan Controller::plan_device(const FleetView& view, const v1::
 }
 
 absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string>& only,
-                                std::vector<std::pair<std::string, v1::DesiredState>>* to_send,
-                                const std::set<std::string>& must_plan) {
+                                std::vector<std::pair<std::string, v1::DesiredState>>* to_send) {
   absl::StatusOr<FleetView> view = load_view(tx, only);
   if (!view.ok()) return view.status();
   // The instances the plan may keep, replace or remove: all of them, or, for a few devices, the
@@ -497,22 +496,10 @@ absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string
   }
   const absl::Time now = absl::Now();
   const ExistingInstances indexed = index_existing(existing);
-  // Plan every device in scope first; refuse before anything is written or remembered.
-  std::map<std::string, DevicePlan> plans;
-  for (const auto& [device_name, device] : view->devices) {
-    if (!only.empty() && !only.contains(device_name)) continue;
-    DevicePlan& plan = plans[device_name] = plan_device(*view, device, &indexed);
-    for (const auto& [deployment, error] : plan.errors) {
-      if (!must_plan.contains(deployment)) continue;
-      return absl::FailedPreconditionError(absl::StrCat(
-          "Deployment ", deployment, " cannot run on device ", device_name, ": ", error));
-    }
-  }
   std::set<std::string> planned_names;
   for (auto& [device_name, device] : view->devices) {
-    auto planned_device = plans.find(device_name);
-    if (planned_device == plans.end()) continue;
-    DevicePlan& plan = planned_device->second;
+    if (!only.empty() && !only.contains(device_name)) continue;
+    DevicePlan plan = plan_device(*view, device, &indexed);
     for (auto& [deployment, errors] : plan_errors_) errors.erase(device_name);
     for (const auto& [deployment, error] : plan.errors) {
       plan_errors_[deployment][device_name] = error;
@@ -751,18 +738,16 @@ absl::StatusOr<v1::ApplyResponse> Controller::apply(const v1::ApplyRequest& requ
                                                 " exists neither in the store nor in the request"));
       }
     }
-    if (request.dry_run()) {
-      // Compose every touched deployment for every device it selects; store nothing.
-      for (const auto& [device_name, device] : view->devices) {
-        DevicePlan plan = plan_device(*view, device);
-        for (const auto& [deployment, error] : plan.errors) {
-          if (!touched_deployments.contains(deployment)) continue;
-          return absl::FailedPreconditionError(absl::StrCat(
-              "Deployment ", deployment, " cannot run on device ", device_name, ": ", error));
-        }
+    // Compose every touched deployment for every device it selects before storing anything.
+    for (const auto& [device_name, device] : view->devices) {
+      DevicePlan plan = plan_device(*view, device);
+      for (const auto& [deployment, error] : plan.errors) {
+        if (!touched_deployments.contains(deployment)) continue;
+        return absl::FailedPreconditionError(absl::StrCat(
+            "Deployment ", deployment, " cannot run on device ", device_name, ": ", error));
       }
-      return absl::OkStatus();
     }
+    if (request.dry_run()) return absl::OkStatus();
     std::set<std::string> changed_deployments;
     for (const v1::Object& object : to_store) {
       if (absl::Status put = tx.put_object(object); !put.ok()) return put;
@@ -788,9 +773,7 @@ absl::StatusOr<v1::ApplyResponse> Controller::apply(const v1::ApplyRequest& requ
         }
       }
     }
-    // Planned once: replan refuses, before writing anything, a touched deployment that cannot
-    // run on a device it selects (the transaction then stores none of the request either).
-    return replan(tx, {}, &to_send, touched_deployments);
+    return replan(tx, {}, &to_send);
   });
   if (!status.ok()) return status;
   for (const auto& [device, state] : to_send) send_desired_state(device, state);

@@ -175,12 +175,9 @@ class Controller {
   // Replans these devices and sends what changed; under the lock.
   absl::Status replan_and_send(const std::set<std::string>& devices);
   // Recomputes the desired state of these devices (all when empty), stores what changed, and
-  // pushes new desired states to connected agents. Every device is planned before anything is
-  // written: when a deployment in `must_plan` cannot run on a device it selects, nothing changes
-  // and the error names both.
+  // pushes new desired states to connected agents.
   absl::Status replan(StoreTransaction& tx, const std::set<std::string>& only,
-                      std::vector<std::pair<std::string, tenon::v1::DesiredState>>* to_send,
-                      const std::set<std::string>& must_plan = {});
+                      std::vector<std::pair<std::string, tenon::v1::DesiredState>>* to_send);
   void send_desired_state(const std::string& device, const tenon::v1::DesiredState& state);
   void subscribe_consoles(const std::string& device, const tenon::v1::DesiredState& state);
 
