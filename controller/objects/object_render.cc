@@ -348,8 +348,8 @@ Table object_table(tenon::v1::ObjectKind kind, const std::vector<Object>& object
     case tenon::v1::OBJECT_KIND_DEVICE:
       table.columns = {"NAME", "STATUS", "INSTANCES", "AGE"};
       if (wide) {
-        table.columns.insert(table.columns.end(),
-                             {"ARCH", "CORES", "RT-CORES", "ENGINE", "LAST-SEEN", "VERSION", "LABELS"});
+        table.columns.insert(table.columns.end(), {"ARCH", "CORES", "RT-CORES", "ENGINE",
+                                                   "LAST-SEEN", "VERSION", "LABELS"});
       }
       break;
     case tenon::v1::OBJECT_KIND_APP:

@@ -317,7 +317,8 @@ Controller::ExistingInstances Controller::index_existing(
   }
   // Held paused at the source while they migrate away from it.
   for (const auto& [id, migration] : migrations_) {
-    if (migration.phase == Migration::Phase::kDone || migration.phase == Migration::Phase::kFailed) {
+    if (migration.phase == Migration::Phase::kDone ||
+        migration.phase == Migration::Phase::kFailed) {
       continue;
     }
     auto found = instances.find(migration.instance);
@@ -1769,14 +1770,14 @@ absl::StatusOr<v1::MigrateResponse> Controller::migrate(const v1::MigrateRequest
     // Migration moves a snapshot, which only Mortise's kvm engine takes and restores (an
     // agent that reports no engine predates the QEMU engine: it runs KVM).
     for (const auto& [role, device, profile] :
-         {std::tuple{"source", instance.spec().device(),
-                     source->has_value() ? (**source).device().status().profile()
-                                         : v1::DeviceProfile()},
+         {std::tuple{
+              "source", instance.spec().device(),
+              source->has_value() ? (**source).device().status().profile() : v1::DeviceProfile()},
           std::tuple{"target", request.target_device(), target_profile}}) {
       if (!profile.engine().empty() && profile.engine() != "kvm") {
         return absl::FailedPreconditionError(absl::StrCat(
-            "cannot migrate: the ", role, " device ", device, " runs Mortise's ",
-            profile.engine(), " engine, which has no snapshots; migration needs the kvm engine "
+            "cannot migrate: the ", role, " device ", device, " runs Mortise's ", profile.engine(),
+            " engine, which has no snapshots; migration needs the kvm engine "
             "at both ends"));
       }
     }

@@ -227,9 +227,9 @@ int run(const RunOptions& options, uint64_t process_start_tsc) {
     return report_error(options, kUsage, "usage", std::string(engine.status().message()));
   }
   if ((options.icount || options.qemu_kvm) && *engine != mortise::EngineKind::kQemu) {
-    return report_error(options, kUsage, "usage",
-                        options.icount ? "--icount needs the qemu engine"
-                                       : "--qemu-kvm needs the qemu engine");
+    return report_error(
+        options, kUsage, "usage",
+        options.icount ? "--icount needs the qemu engine" : "--qemu-kvm needs the qemu engine");
   }
   if (options.icount && options.qemu_kvm) {
     return report_error(options, kUsage, "usage",
@@ -252,8 +252,9 @@ int run(const RunOptions& options, uint64_t process_start_tsc) {
     const bool engine_failed = instance.status().code() == absl::StatusCode::kUnavailable;
     std::string message(instance.status().message());
     if (engine_failed && *engine == mortise::EngineKind::kKvm) {
-      absl::StrAppend(&message, " (this image is linked with plat-mortise for the kvm engine; "
-                                "images linked with plat-qemu run on any host)");
+      absl::StrAppend(&message,
+                      " (this image is linked with plat-mortise for the kvm engine; "
+                      "images linked with plat-qemu run on any host)");
     }
     return report_error(options, engine_failed ? kHypervisorError : kLoadError,
                         engine_failed ? "hypervisor-error" : "load-error", message);
@@ -403,7 +404,8 @@ int main(int argc, char** argv) {
                         "(-icount shift=0)");
   run_command->add_flag("--qemu-kvm", options.qemu_kvm,
                         "QEMU engine: run QEMU on /dev/kvm (-accel kvm) instead of TCG");
-  run_command->add_option("--qemu-binary", options.qemu_binary, "QEMU executable for the qemu engine")
+  run_command
+      ->add_option("--qemu-binary", options.qemu_binary, "QEMU executable for the qemu engine")
       ->capture_default_str();
   run_command->footer(kExitCodeHelp);
 

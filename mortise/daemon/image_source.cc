@@ -125,8 +125,7 @@ bool is_well_formed_digest(std::string_view digest) {
 }
 
 absl::StatusOr<ResolvedImage> resolve_image(const tenon::v1::CreateVmRequest& request,
-                                            const std::string& image_directory,
-                                            EngineKind engine) {
+                                            const std::string& image_directory, EngineKind engine) {
   if (!request.image_digest().empty() && !is_well_formed_digest(request.image_digest())) {
     return absl::InvalidArgumentError(
         absl::StrCat("image_digest '", request.image_digest(),
@@ -169,10 +168,10 @@ absl::StatusOr<ResolvedImage> resolve_image(const tenon::v1::CreateVmRequest& re
   absl::StatusOr<ElfImage> elf = parse_elf(file, limits, tenon::abi::kVersion);
   if (!elf.ok()) return elf.status();
   if (engine_for(elf->platform) != engine) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the image is linked with ", platform_library(elf->platform), " for the ",
-        engine_name(engine_for(elf->platform)), " engine; this mortised runs the ",
-        engine_name(engine), " engine"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the image is linked with ", platform_library(elf->platform), " for the ",
+                     engine_name(engine_for(elf->platform)), " engine; this mortised runs the ",
+                     engine_name(engine), " engine"));
   }
   const uint64_t stack_bytes =
       request.stack_bytes() != 0 ? request.stack_bytes() : kDefaultStackBytes;

@@ -30,8 +30,7 @@ struct ResolvedImage {
 // machine. Status codes as promised by MortiseService.Create: INVALID_ARGUMENT, NOT_FOUND,
 // PERMISSION_DENIED, FAILED_PRECONDITION (guest ABI version, an image for another engine).
 absl::StatusOr<ResolvedImage> resolve_image(const tenon::v1::CreateVmRequest& request,
-                                            const std::string& image_directory,
-                                            EngineKind engine);
+                                            const std::string& image_directory, EngineKind engine);
 
 // `bytes` in a new memfd sealed against every change (named `name` in /proc), for a child.
 absl::StatusOr<FileDescriptor> sealed_memfd(std::string_view bytes, const char* name);

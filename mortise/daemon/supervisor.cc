@@ -96,8 +96,7 @@ absl::StatusOr<std::unique_ptr<Supervisor>> Supervisor::create(SupervisorOptions
     features = {"qemu", "xapic-mmio"};
     if (supervisor->options_.qemu.icount) features.push_back("icount");
     std::sort(features.begin(), features.end());
-    supervisor->tsc_frequency_khz_ =
-        supervisor->options_.qemu.icount ? 1'000'000 : host_tsc_khz();
+    supervisor->tsc_frequency_khz_ = supervisor->options_.qemu.icount ? 1'000'000 : host_tsc_khz();
     return supervisor;
   }
   absl::StatusOr<Kvm> kvm = Kvm::open();
@@ -393,8 +392,7 @@ absl::StatusOr<tenon::v1::VmOperationResponse> Supervisor::create_vm(
     return absl::FailedPreconditionError(
         "inter-VM channels run on the kvm engine only; this mortised runs the qemu engine");
   }
-  absl::StatusOr<ResolvedImage> image =
-      resolve_image(request, options_.image_directory, *engine_);
+  absl::StatusOr<ResolvedImage> image = resolve_image(request, options_.image_directory, *engine_);
   if (!image.ok()) return image.status();
 
   VmIdentity identity;

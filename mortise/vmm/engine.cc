@@ -49,9 +49,8 @@ absl::Status run_kvm_probe() {
   const kvm_run& run = *vcpu->run_state();
   const auto* data = reinterpret_cast<const uint8_t*>(&run) + run.io.data_offset;
   if (run.exit_reason != KVM_EXIT_IO || run.io.port != kProbePort || *data != kProbeValue) {
-    return absl::UnavailableError(
-        absl::StrCat("/dev/kvm opened but a probe guest did not run (exit reason ",
-                     run.exit_reason, ")"));
+    return absl::UnavailableError(absl::StrCat(
+        "/dev/kvm opened but a probe guest did not run (exit reason ", run.exit_reason, ")"));
   }
   return absl::OkStatus();
 }
@@ -84,7 +83,8 @@ absl::StatusOr<std::string> qemu_version(const std::string& binary) {
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     return absl::UnavailableError(
         WIFEXITED(status) && WEXITSTATUS(status) == 127
-            ? absl::StrCat("QEMU binary '", binary, "' not found (deploy/install-deps.sh installs it)")
+            ? absl::StrCat("QEMU binary '", binary,
+                           "' not found (deploy/install-deps.sh installs it)")
             : absl::StrCat("QEMU binary '", binary, "' did not answer -version"));
   }
   const std::string marker = "version ";
@@ -97,9 +97,7 @@ absl::StatusOr<std::string> qemu_version(const std::string& binary) {
 
 }  // namespace
 
-const char* engine_name(EngineKind engine) {
-  return engine == EngineKind::kKvm ? "kvm" : "qemu";
-}
+const char* engine_name(EngineKind engine) { return engine == EngineKind::kKvm ? "kvm" : "qemu"; }
 
 EngineKind engine_for(tenon::abi::Platform platform) {
   return platform == tenon::abi::Platform::kQemu ? EngineKind::kQemu : EngineKind::kKvm;
@@ -153,9 +151,8 @@ absl::StatusOr<EngineKind> resolve_engine(EngineChoice choice, const EngineProbe
     case EngineChoice::kAuto:
       if (probe.kvm_usable) return EngineKind::kKvm;
       if (probe.qemu_usable) return EngineKind::kQemu;
-      return absl::FailedPreconditionError(absl::StrCat("no engine can run here: kvm: ",
-                                                        probe.kvm_problem,
-                                                        "; qemu: ", probe.qemu_problem));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "no engine can run here: kvm: ", probe.kvm_problem, "; qemu: ", probe.qemu_problem));
   }
   return absl::InternalError("unknown engine choice");
 }
@@ -165,9 +162,9 @@ absl::StatusOr<EngineKind> engine_for_image(EngineChoice choice, tenon::abi::Pla
   if (choice == EngineChoice::kAuto) return needed;
   const EngineKind chosen = choice == EngineChoice::kKvm ? EngineKind::kKvm : EngineKind::kQemu;
   if (chosen == needed) return chosen;
-  return absl::FailedPreconditionError(absl::StrCat(
-      "the image is linked with ", platform_library(platform), ", which runs on the ",
-      engine_name(needed), " engine, not on the ", engine_name(chosen), " engine"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("the image is linked with ", platform_library(platform), ", which runs on the ",
+                   engine_name(needed), " engine, not on the ", engine_name(chosen), " engine"));
 }
 
 absl::StatusOr<tenon::abi::Platform> image_platform(const std::string& image_path) {
@@ -220,8 +217,8 @@ uint64_t host_tsc_khz() {
       nanosleep(&pause, nullptr);
       const uint64_t end_tsc = __rdtsc();
       const uint64_t end_ns = now_ns();
-      const double rate = static_cast<double>(end_tsc - start_tsc) * 1e6 /
-                          static_cast<double>(end_ns - start_ns);
+      const double rate =
+          static_cast<double>(end_tsc - start_tsc) * 1e6 / static_cast<double>(end_ns - start_ns);
       if (rate > best) best = rate;
     }
     khz = static_cast<uint64_t>(best + 0.5);

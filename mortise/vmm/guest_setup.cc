@@ -72,11 +72,11 @@ absl::StatusOr<PreparedGuest> prepare_guest(const GuestMemory& memory,
   if (!image.ok()) return image.status();
   guest.image = std::move(*image);
   if (engine_for(guest.image.platform) != setup.engine) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the image is linked with ", platform_library(guest.image.platform),
-        ", which runs on the ", engine_name(engine_for(guest.image.platform)),
-        " engine; the ", engine_name(setup.engine), " engine runs images linked with ",
-        setup.engine == EngineKind::kKvm ? "plat-mortise" : "plat-qemu"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the image is linked with ", platform_library(guest.image.platform),
+                     ", which runs on the ", engine_name(engine_for(guest.image.platform)),
+                     " engine; the ", engine_name(setup.engine), " engine runs images linked with ",
+                     setup.engine == EngineKind::kKvm ? "plat-mortise" : "plat-qemu"));
   }
   absl::StatusOr<MemoryLayout> layout =
       plan_memory_layout(memory.size(), guest.image.end, setup.stack_bytes, machine);
@@ -114,13 +114,13 @@ absl::StatusOr<PreparedGuest> prepare_guest(const GuestMemory& memory,
     // The local APIC's registers, and the boot ROM that runs before the image (its last
     // instructions execute with these tables already in force).
     if (absl::Status status =
-            map_large_page(memory, plan.page_tables, qemu_machine::kLocalApicLargePage,
-                           kReadWrite, MemoryType::kUncached);
+            map_large_page(memory, plan.page_tables, qemu_machine::kLocalApicLargePage, kReadWrite,
+                           MemoryType::kUncached);
         !status.ok()) {
       return status;
     }
-    if (absl::Status status = map_large_page(memory, plan.page_tables,
-                                             qemu_machine::kBootRomLargePage, kReadExecute);
+    if (absl::Status status =
+            map_large_page(memory, plan.page_tables, qemu_machine::kBootRomLargePage, kReadExecute);
         !status.ok()) {
       return status;
     }

@@ -24,7 +24,7 @@ struct GuestSetup {
   uint64_t stack_bytes = 16 << 10;
   uint64_t app_run_ns = 0;
   uint64_t host_start_tsc = 0;
-  uint64_t tsc_khz = 0;  // guest TSC frequency, for the boot info
+  uint64_t tsc_khz = 0;                              // guest TSC frequency, for the boot info
   std::vector<tenon::abi::IvcChannelInfo> channels;  // in boot info order
 };
 
@@ -45,7 +45,6 @@ MachineConstraints machine_constraints(EngineKind engine);
 std::string describe_guest_fault(const tenon::abi::FaultArgs& fault, const MemoryLayout& layout);
 
 absl::StatusOr<PreparedGuest> prepare_guest(const GuestMemory& memory,
-                                            std::span<const uint8_t> file,
-                                            const GuestSetup& setup);
+                                            std::span<const uint8_t> file, const GuestSetup& setup);
 
 }  // namespace mortise

@@ -25,9 +25,9 @@ class KvmInstance final : public Instance {
  public:
   // `host_start_tsc` marks when the caller started (for boot timing); 0 means now.
   static absl::StatusOr<std::unique_ptr<KvmInstance>> create(const Kvm& kvm,
-                                                          const InstanceConfig& config,
-                                                          ConsoleSink& console,
-                                                          uint64_t host_start_tsc = 0);
+                                                             const InstanceConfig& config,
+                                                             ConsoleSink& console,
+                                                             uint64_t host_start_tsc = 0);
   // Brings an instance back from a parsed snapshot (mortise/lib/snapshot), paused: run() waits
   // for resume() before the guest runs again, and the guest then sees a resume (boot info
   // resume_count) like after any pause. The guest's TSC continues from the host's where the two
@@ -35,9 +35,9 @@ class KvmInstance final : public Instance {
   // backwards. Refuses (FAILED_PRECONDITION) a snapshot that needs CPU features this host lacks
   // and (DATA_LOSS) vCPU state Mortise never writes.
   static absl::StatusOr<std::unique_ptr<KvmInstance>> restore(const Kvm& kvm,
-                                                           const snapshot::Snapshot& snapshot,
-                                                           ExitControl exit_control,
-                                                           ConsoleSink& console);
+                                                              const snapshot::Snapshot& snapshot,
+                                                              ExitControl exit_control,
+                                                              ConsoleSink& console);
   // Writes the complete state of the paused instance (paused() is true) as a snapshot through
   // `sink`: memory, vCPU registers, special registers, FPU/XSAVE, MSRs (TSC deadline included),
   // LAPIC, pending events, multiprocessing state, CPUID, layout and clocks.

@@ -214,16 +214,16 @@ snapshot::Contents SnapshotCapture::contents() const {
 }
 
 absl::StatusOr<snapshot::Written> KvmInstance::write_snapshot(const SnapshotLabels& labels,
-                                                           const snapshot::Sink& sink) const {
+                                                              const snapshot::Sink& sink) const {
   absl::StatusOr<std::unique_ptr<SnapshotCapture>> captured = capture(labels);
   if (!captured.ok()) return captured.status();
   return snapshot::write_snapshot((*captured)->contents(), sink);
 }
 
 absl::StatusOr<std::unique_ptr<KvmInstance>> KvmInstance::restore(const Kvm& kvm,
-                                                            const snapshot::Snapshot& parsed,
-                                                            ExitControl exit_control,
-                                                            ConsoleSink& console) {
+                                                                  const snapshot::Snapshot& parsed,
+                                                                  ExitControl exit_control,
+                                                                  ConsoleSink& console) {
   // Everything that can be checked without KVM is checked first.
   for (const kvm_msr_entry& entry : list<kvm_msr_entry>(parsed, snapshot::SectionType::kMsrs)) {
     if (std::find(std::begin(kSavedMsrs), std::end(kSavedMsrs), entry.index) ==

@@ -29,8 +29,8 @@ absl::StatusOr<MemoryLayout> plan_memory_layout(uint64_t memory_size, uint64_t i
   layout.image_end = round_up(image_end);
   const uint64_t tables = page_table_bytes(memory_size, machine.device_window);
   const uint64_t top_block = kPage + stack_size + tables;  // guard page, stack, page tables
-  const bool hole_inside = machine.hole_end > machine.hole_start &&
-                           machine.hole_start < memory_size;
+  const bool hole_inside =
+      machine.hole_end > machine.hole_start && machine.hole_start < memory_size;
   if (hole_inside && layout.image_end > machine.hole_start) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "the image ends at %d KiB, inside the range [%d KiB, %d KiB) this engine's machine keeps",

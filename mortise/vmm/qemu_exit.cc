@@ -27,9 +27,7 @@ std::string last_line(std::string_view text) {
   return printable_line({reinterpret_cast<const uint8_t*>(line.data()), line.size()});
 }
 
-ExitReason violation(std::string message) {
-  return {ExitKind::kViolation, 0, std::move(message)};
-}
+ExitReason violation(std::string message) { return {ExitKind::kViolation, 0, std::move(message)}; }
 
 ExitReason from_record(uint32_t port_value, const GuestMemory& memory, const MemoryLayout& layout) {
   if (port_value != static_cast<uint32_t>(Hypercall::kExit) &&
@@ -47,9 +45,9 @@ ExitReason from_record(uint32_t port_value, const GuestMemory& memory, const Mem
         record->magic, tenon::abi::kExitRecordMagic));
   }
   if (record->kind != port_value) {
-    return violation(absl::StrFormat(
-        "the exit record says kind %d but the guest wrote %d to the exit port", record->kind,
-        port_value));
+    return violation(
+        absl::StrFormat("the exit record says kind %d but the guest wrote %d to the exit port",
+                        record->kind, port_value));
   }
   switch (static_cast<Hypercall>(port_value)) {
     case Hypercall::kExit:
@@ -59,9 +57,9 @@ ExitReason from_record(uint32_t port_value, const GuestMemory& memory, const Mem
       return {ExitKind::kGuestFault, 0, describe_guest_fault(record->fault, layout)};
     case Hypercall::kPanic: {
       if (record->panic_length > sizeof(record->panic_message)) {
-        return violation(absl::StrFormat(
-            "exit record: panic message length %d exceeds the limit of %d", record->panic_length,
-            sizeof(record->panic_message)));
+        return violation(
+            absl::StrFormat("exit record: panic message length %d exceeds the limit of %d",
+                            record->panic_length, sizeof(record->panic_message)));
       }
       const auto* text = reinterpret_cast<const uint8_t*>(record->panic_message);
       return {ExitKind::kGuestPanic, 0,
@@ -94,13 +92,13 @@ ExitReason decode_qemu_exit(int wait_status, const GuestMemory& memory, const Me
   // plat-qemu never writes).
   if (code == 1) {
     return {ExitKind::kHypervisorError, 0,
-            absl::StrCat("QEMU failed",
-                         qemu_diagnostics.empty() ? "" : ": ", last_line(qemu_diagnostics))};
+            absl::StrCat("QEMU failed", qemu_diagnostics.empty() ? "" : ": ",
+                         last_line(qemu_diagnostics))};
   }
   if ((code & 1) == 0) {
     return {ExitKind::kHypervisorError, 0,
-            absl::StrCat("QEMU exited with status ", code,
-                         qemu_diagnostics.empty() ? "" : ": ", last_line(qemu_diagnostics))};
+            absl::StrCat("QEMU exited with status ", code, qemu_diagnostics.empty() ? "" : ": ",
+                         last_line(qemu_diagnostics))};
   }
   // Only the low bits of the written value survive in an exit code; a value naming no kind of
   // end is refused either way.

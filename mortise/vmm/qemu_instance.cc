@@ -51,21 +51,18 @@ std::vector<std::string> qemu_arguments(uint64_t memory_bytes, const QemuSetting
       "-M",
       "microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=off,acpi=off,"
       "memory-backend=guest-memory",
-      "-smp", "1", "-m", absl::StrCat(memory_bytes / 1024, "K"),
-      "-object",
+      "-smp", "1", "-m", absl::StrCat(memory_bytes / 1024, "K"), "-object",
       absl::StrCat("memory-backend-file,id=guest-memory,size=", memory_bytes,
                    ",mem-path=/proc/self/fd/", kQemuMemoryFd, ",share=on"),
-      "-bios", absl::StrCat("/proc/self/fd/", kQemuRomFd),
-      "-nodefaults", "-no-user-config", "-display", "none",
+      "-bios", absl::StrCat("/proc/self/fd/", kQemuRomFd), "-nodefaults", "-no-user-config",
+      "-display", "none",
       // Named, so that `ps` and `pgrep -f 'name tenon'` tell an instance's QEMU from others.
       "-name", "tenon,process=tenon-qemu",
       // Held before the first instruction until run() says cont.
-      "-S",
-      "-chardev", absl::StrCat("socket,id=qmp,fd=", kQemuQmpFd),
-      "-mon", "chardev=qmp,mode=control",
-      "-chardev", absl::StrCat("file,id=console,path=/proc/self/fd/", kQemuConsoleFd),
-      "-device", absl::StrFormat("isa-debugcon,iobase=%#x,chardev=console",
-                                 tenon::abi::kQemuConsolePort),
+      "-S", "-chardev", absl::StrCat("socket,id=qmp,fd=", kQemuQmpFd), "-mon",
+      "chardev=qmp,mode=control", "-chardev",
+      absl::StrCat("file,id=console,path=/proc/self/fd/", kQemuConsoleFd), "-device",
+      absl::StrFormat("isa-debugcon,iobase=%#x,chardev=console", tenon::abi::kQemuConsolePort),
       "-device", absl::StrFormat("isa-debug-exit,iobase=%#x,iosize=4", tenon::abi::kQemuExitPort),
       // A triple fault resets a PC; here it ends the instance instead of rebooting it.
       "-action", "reboot=shutdown"};
@@ -142,7 +139,8 @@ absl::StatusOr<std::unique_ptr<QemuInstance>> QemuInstance::create(const Instanc
   if (!memory.ok()) return memory.status();
   // QEMU sizes RAM in 8 KiB steps: the file grows to the next step, and the page beyond the
   // guest's memory is never mapped for it.
-  const uint64_t qemu_memory_bytes = (memory->size() + kQemuRamStep - 1) / kQemuRamStep * kQemuRamStep;
+  const uint64_t qemu_memory_bytes =
+      (memory->size() + kQemuRamStep - 1) / kQemuRamStep * kQemuRamStep;
   if (ftruncate(memory->shared_fd(), static_cast<off_t>(qemu_memory_bytes)) != 0) {
     return errno_status("sizing the guest memory file");
   }
@@ -206,14 +204,13 @@ absl::StatusOr<std::unique_ptr<QemuInstance>> QemuInstance::create(const Instanc
       if (diagnostics.size() < kMaxDiagnosticsBytes) diagnostics.append(bytes.begin(), bytes.end());
     });
     while (!diagnostics.empty() && diagnostics.back() == '\n') diagnostics.pop_back();
-    return absl::UnavailableError(absl::StrCat(
-        "QEMU (", qemu.binary, ") did not start: ",
-        diagnostics.empty() ? std::string(qmp.status().message()) : diagnostics));
+    return absl::UnavailableError(
+        absl::StrCat("QEMU (", qemu.binary, ") did not start: ",
+                     diagnostics.empty() ? std::string(qmp.status().message()) : diagnostics));
   }
   return std::unique_ptr<QemuInstance>(
-      new QemuInstance(std::move(*memory), std::move(*guest), std::move(*process),
-                       std::move(*qmp), std::move(console_read), std::move(wake), console,
-                       tsc_khz));
+      new QemuInstance(std::move(*memory), std::move(*guest), std::move(*process), std::move(*qmp),
+                       std::move(console_read), std::move(wake), console, tsc_khz));
 }
 
 bool QemuInstance::drain_output(bool block) {

@@ -78,8 +78,8 @@ nlohmann::json machine_info() {
   // is separate: hardware virtualization needs vmx or svm, and kvm_pvm is a paravirtual KVM
   // that runs guest code through an instruction emulator.
   const bool host_is_a_guest = text.find(" hypervisor") != std::string::npos;
-  const bool hardware = text.find(" vmx") != std::string::npos ||
-                        text.find(" svm") != std::string::npos;
+  const bool hardware =
+      text.find(" vmx") != std::string::npos || text.find(" svm") != std::string::npos;
   std::string kvm = "absent";
   if (access("/dev/kvm", R_OK | W_OK) == 0) {
     if (access("/sys/module/kvm_pvm", F_OK) == 0) {

@@ -28,9 +28,9 @@
 #include "bench_report.h"
 #include "console_sink.h"
 #include "instance.h"
-#include "kvm_instance.h"
 #include "ivc_channel.h"
 #include "kvm.h"
+#include "kvm_instance.h"
 #include "tenon/ivc_ring.h"
 
 namespace {
@@ -230,10 +230,10 @@ int main(int argc, char** argv) {
   report["reference"]["ring_two_host_threads"] = run_host_ring(baseline_round_trips);
   absl::StatusOr<mortise::Kvm> kvm = mortise::Kvm::open();
   if (!kvm.ok() || !kvm->capabilities().irqchip) {
-    report["skipped"] = std::string("channels run on the kvm engine only, and ") +
-                        (kvm.ok() ? "KVM has no in-kernel irqchip here"
-                                  : "the kvm engine cannot run here: " +
-                                        std::string(kvm.status().message()));
+    report["skipped"] =
+        std::string("channels run on the kvm engine only, and ") +
+        (kvm.ok() ? "KVM has no in-kernel irqchip here"
+                  : "the kvm engine cannot run here: " + std::string(kvm.status().message()));
     std::ofstream(output_path) << report.dump(2) << "\n";
     std::cout << "B5 skipped: " << report["skipped"].get<std::string>() << "\n";
     return tenon::bench::kSkipped;

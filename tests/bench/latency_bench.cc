@@ -33,9 +33,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "bench_report.h"
 #include "placement.h"
-#include "absl/strings/str_format.h"
 #include "shell_command.h"
 
 namespace {
@@ -146,8 +146,8 @@ struct IcountSetup {
   std::string mortise;
   std::string qemu_image;  // latency-probe for the QEMU platform
   std::string qemu_binary = "qemu-system-x86_64";
-  std::string kernel;      // Debian's PREEMPT_RT vmlinuz
-  std::string initramfs;   // from rt_initramfs.sh
+  std::string kernel;     // Debian's PREEMPT_RT vmlinuz
+  std::string initramfs;  // from rt_initramfs.sh
   int releases = 10000;
 };
 
@@ -216,9 +216,12 @@ nlohmann::json cyclictest_icount_summary(const std::string& console) {
     }
     return max;  // in the overflow
   };
-  return {{"samples", total + overflows}, {"min_ns", min},
-          {"mean_ns", mean},              {"p50_ns", quantile(0.5)},
-          {"p99_ns", quantile(0.99)},     {"max_ns", max},
+  return {{"samples", total + overflows},
+          {"min_ns", min},
+          {"mean_ns", mean},
+          {"p50_ns", quantile(0.5)},
+          {"p99_ns", quantile(0.99)},
+          {"max_ns", max},
           {"histogram_overflows", overflows},
           {"note", "cyclictest -N: exact ns; 1 ns of virtual time = 1 guest instruction"}};
 }
@@ -229,13 +232,14 @@ nlohmann::json linux_under_icount(const IcountSetup& setup, const std::string& s
   // Bounded: a guest that never ends is a failed run, not a hung benchmark.
   std::vector<std::string> arguments = {
       "timeout", "--kill-after=10", "1800", setup.qemu_binary, "-M",
-      "microvm,x-option-roms=off,pit=on,pic=on,rtc=on,isa-serial=on,acpi=off",
-      "-smp", "1", "-m", std::to_string(kIcountMemoryMiB) + "M", "-nodefaults",
-      "-no-user-config", "-display", "none", "-accel", "tcg,tb-size=32",
-      "-kernel", setup.kernel, "-initrd", setup.initramfs,
+      "microvm,x-option-roms=off,pit=on,pic=on,rtc=on,isa-serial=on,acpi=off", "-smp", "1", "-m",
+      std::to_string(kIcountMemoryMiB) + "M", "-nodefaults", "-no-user-config", "-display", "none",
+      "-accel", "tcg,tb-size=32", "-kernel", setup.kernel, "-initrd", setup.initramfs,
       // No address-space or stack randomisation: the same instructions on every boot.
-      "-append", "console=ttyS0 quiet nokaslr norandmaps randomize_kstack_offset=off "
-                 "tenon_loops=" + std::to_string(setup.releases),
+      "-append",
+      "console=ttyS0 quiet nokaslr norandmaps randomize_kstack_offset=off "
+      "tenon_loops=" +
+          std::to_string(setup.releases),
       "-serial", "file:" + scratch + "/linux-rt-console.txt", "-no-reboot",
       // The same exit port the Tenon machine has; the initramfs ends the run through it.
       "-device", "isa-debug-exit,iobase=0xf4,iosize=4"};
@@ -353,7 +357,8 @@ int main(int argc, char** argv) {
   app.add_option("--image-dir", image_directory,
                  "the build's image directory (latency-probe.elf for QEMU, kvm/ for KVM)")
       ->required();
-  app.add_option("--kernel", icount.kernel, "PREEMPT_RT kernel (default: newest /boot/vmlinuz-*-rt-*)");
+  app.add_option("--kernel", icount.kernel,
+                 "PREEMPT_RT kernel (default: newest /boot/vmlinuz-*-rt-*)");
   app.add_option("--initramfs-script", initramfs_script, "tests/bench/rt_initramfs.sh")->required();
   app.add_option("--releases", icount.releases, "icount comparison: releases per side")
       ->capture_default_str();
@@ -417,20 +422,20 @@ int main(int argc, char** argv) {
       }
       if (comparison.contains("target")) {
         const nlohmann::json& ratio = comparison["runs"][0]["ratio_tenon_to_linux"];
-        std::printf("tenon/linux: p99 %.3f, max %.3f (target <= 0.1: %s); repeatable: tenon %s, "
-                    "linux %s\n",
-                    ratio["p99_ns"].get<double>(), ratio["max_ns"].get<double>(),
-                    comparison["target"]["p99_met"].get<bool>() &&
-                            comparison["target"]["max_met"].get<bool>()
-                        ? "met"
-                        : "NOT met",
-                    comparison["repeatable"]["tenon_identical"].get<bool>() ? "identical"
-                                                                            : "differs",
-                    comparison["repeatable"]["linux_identical"].get<bool>() ? "identical"
-                                                                            : "differs");
+        std::printf(
+            "tenon/linux: p99 %.3f, max %.3f (target <= 0.1: %s); repeatable: tenon %s, "
+            "linux %s\n",
+            ratio["p99_ns"].get<double>(), ratio["max_ns"].get<double>(),
+            comparison["target"]["p99_met"].get<bool>() &&
+                    comparison["target"]["max_met"].get<bool>()
+                ? "met"
+                : "NOT met",
+            comparison["repeatable"]["tenon_identical"].get<bool>() ? "identical" : "differs",
+            comparison["repeatable"]["linux_identical"].get<bool>() ? "identical" : "differs");
       }
     } else {
-      std::printf("B1 icount comparison FAILED: %s\n", comparison["error"].get<std::string>().c_str());
+      std::printf("B1 icount comparison FAILED: %s\n",
+                  comparison["error"].get<std::string>().c_str());
     }
   } else {
     report["icount"] = {{"skipped", "the qemu engine cannot run here"}};
@@ -463,17 +468,17 @@ int main(int argc, char** argv) {
       for (const char* who : {"cyclictest", "tenon", "tenon_poll"}) {
         const nlohmann::json& side = scenario[who];
         if (side.contains("error") || side.contains("skipped")) continue;
-        std::printf("%-26s %9.1f %9.1f %9.1f %9.1f %9.1f %7s %8s\n",
-                    (std::string(load) + " " + who).c_str(), side["min_ns"].get<double>() / 1e3,
-                    side["p50_ns"].get<double>() / 1e3, side["p99_ns"].get<double>() / 1e3,
-                    side["p999_ns"].get<double>() / 1e3, side["max_ns"].get<double>() / 1e3,
-                    side.contains("deadline_misses")
-                        ? std::to_string(side["deadline_misses"].get<int>()).c_str()
-                        : "-",
-                    side.contains("vcpu_exits_per_release")
-                        ? absl::StrFormat("%.2f", side["vcpu_exits_per_release"].get<double>())
-                              .c_str()
-                        : "-");
+        std::printf(
+            "%-26s %9.1f %9.1f %9.1f %9.1f %9.1f %7s %8s\n",
+            (std::string(load) + " " + who).c_str(), side["min_ns"].get<double>() / 1e3,
+            side["p50_ns"].get<double>() / 1e3, side["p99_ns"].get<double>() / 1e3,
+            side["p999_ns"].get<double>() / 1e3, side["max_ns"].get<double>() / 1e3,
+            side.contains("deadline_misses")
+                ? std::to_string(side["deadline_misses"].get<int>()).c_str()
+                : "-",
+            side.contains("vcpu_exits_per_release")
+                ? absl::StrFormat("%.2f", side["vcpu_exits_per_release"].get<double>()).c_str()
+                : "-");
       }
       report["host"]["scenarios"][load] = scenario;
     }

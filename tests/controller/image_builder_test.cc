@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "engines.h"
-#include "image_builder.h"
 #include "gmock/gmock.h"
+#include "image_builder.h"
 #include "nlohmann/json.hpp"
 #include "shell_command.h"
 #include "tenonctl_defaults.h"

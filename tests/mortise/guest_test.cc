@@ -44,7 +44,7 @@ struct GuestRun {
 };
 
 GuestRun run_guest(EngineKind engine, const std::string& image, uint64_t memory = 1 << 20,
-              milliseconds limit = milliseconds(5000)) {
+                   milliseconds limit = milliseconds(5000)) {
   BufferConsole console;
   InstanceConfig config;
   config.image_path = image;
@@ -61,7 +61,7 @@ class GuestTest : public ::testing::TestWithParam<EngineKind> {
  protected:
   EngineKind engine() const { return GetParam(); }
   GuestRun run(const std::string& image, uint64_t memory = 1 << 20,
-          milliseconds limit = milliseconds(5000)) {
+               milliseconds limit = milliseconds(5000)) {
     return run_guest(engine(), image, memory, limit);
   }
 };
@@ -103,9 +103,9 @@ TEST_P(GuestTest, ImageForTheOtherEngineIsRefused) {
   absl::StatusOr<std::unique_ptr<Instance>> instance =
       create_instance(engine(), config, QemuSettings{}, console);
   ASSERT_FALSE(instance.ok());
-  EXPECT_NE(instance.status().message().find(platform_library(
-                other == EngineKind::kKvm ? tenon::abi::Platform::kMortise
-                                          : tenon::abi::Platform::kQemu)),
+  EXPECT_NE(instance.status().message().find(platform_library(other == EngineKind::kKvm
+                                                                  ? tenon::abi::Platform::kMortise
+                                                                  : tenon::abi::Platform::kQemu)),
             std::string::npos)
       << instance.status();
 }
@@ -152,7 +152,8 @@ std::vector<HostileCase> hostile_cases() {
     }
     // The same CPU-level misbehaviour, stopped the same way on every engine.
     const std::vector<HostileCase> common = {
-        {engine, "unmapped_write", ExitKind::kGuestFault, "address 0x3000 (write, page not present)"},
+        {engine, "unmapped_write", ExitKind::kGuestFault,
+         "address 0x3000 (write, page not present)"},
         {engine, "execute_data", ExitKind::kGuestFault, "instruction fetch, protection violation"},
         {engine, "spin_interrupts_off", ExitKind::kTimeout, "time limit"},
         {engine, "stack_overflow", ExitKind::kGuestFault, "stack overflow into the guard page"},
@@ -169,8 +170,8 @@ class HostileGuestTest : public ::testing::TestWithParam<HostileCase> {};
 
 TEST_P(HostileGuestTest, IsStoppedWithReason) {
   const HostileCase& hostile = GetParam();
-  GuestRun result = run_guest(hostile.engine, guest(hostile.engine, hostile.guest), 1 << 20,
-                         milliseconds(1000));
+  GuestRun result =
+      run_guest(hostile.engine, guest(hostile.engine, hostile.guest), 1 << 20, milliseconds(1000));
   EXPECT_EQ(result.reason.kind, hostile.kind)
       << exit_kind_name(result.reason.kind) << ": " << result.reason.message;
   EXPECT_NE(result.reason.message.find(hostile.reason_fragment), std::string::npos)
@@ -215,8 +216,8 @@ TEST_P(CommandTest, ExitCodesAreDistinct) {
   EXPECT_EQ(command("run " + guest(engine(), "panic")).exit_code, 67);
   const char* violating = engine() == EngineKind::kKvm ? "unknown_hypercall" : "unknown_exit_value";
   EXPECT_EQ(command("run " + guest(engine(), violating)).exit_code, 68);
-  EXPECT_EQ(command("run " + guest(engine(), "spin_interrupts_off") + " --duration 300ms").exit_code,
-            69);
+  EXPECT_EQ(
+      command("run " + guest(engine(), "spin_interrupts_off") + " --duration 300ms").exit_code, 69);
   EXPECT_EQ(command("run /nonexistent/image.elf").exit_code, 65);
   EXPECT_EQ(command("run " + hello_image(engine()) + " --memory lots").exit_code, 64);
   EXPECT_EQ(command("frobnicate").exit_code, 64);

@@ -54,12 +54,11 @@ std::vector<EngineRun> engine_runs() {
 }
 
 GuestRun run_image(const EngineRun& engine, const std::string& image, const std::string& app_run) {
-  const std::string command =
-      std::string(MORTISE_BINARY) + " run " +
-      tenon::test_support::image_dir(TENON_IMAGE_DIR, engine.engine) + "/" + image +
-      ".elf --memory 256K --realtime --app-run " + app_run + " --duration 60s --engine " +
-      mortise::engine_name(engine.engine) + (engine.icount ? " --icount" : "") +
-      " -o json 2>/dev/null";
+  const std::string command = std::string(MORTISE_BINARY) + " run " +
+                              tenon::test_support::image_dir(TENON_IMAGE_DIR, engine.engine) + "/" +
+                              image + ".elf --memory 256K --realtime --app-run " + app_run +
+                              " --duration 60s --engine " + mortise::engine_name(engine.engine) +
+                              (engine.icount ? " --icount" : "") + " -o json 2>/dev/null";
   const tenon::test_support::ShellResult result = tenon::test_support::run_shell(command);
   GuestRun run;
   run.exit_code = result.exit_code;

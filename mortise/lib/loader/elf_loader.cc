@@ -252,8 +252,7 @@ absl::StatusOr<ElfImage> parse_elf(std::span<const uint8_t> file, const ElfLimit
       if (!load.ok()) return load.status();
       if (load->has_value()) loads.push_back(**load);
     } else if (program_header.p_type == PT_NOTE) {
-      if (absl::Status status = scan_notes(file, program_header, index, notes);
-          !status.ok()) {
+      if (absl::Status status = scan_notes(file, program_header, index, notes); !status.ok()) {
         return status;
       }
     }

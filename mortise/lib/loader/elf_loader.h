@@ -23,7 +23,7 @@ struct ImageSegment {
 
 struct ElfImage {
   uint64_t entry = 0;
-  uint32_t abi_version = 0;            // from the Tenon ABI note
+  uint32_t abi_version = 0;  // from the Tenon ABI note
   // From the Tenon platform note: which engine can run the image (kMortise without a note).
   tenon::abi::Platform platform = tenon::abi::Platform::kMortise;
   std::vector<ImageSegment> segments;  // PT_LOAD segments with memory_size > 0, sorted by address

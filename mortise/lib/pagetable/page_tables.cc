@@ -103,8 +103,8 @@ absl::Status map_large_page(const GuestMemory& memory, uint64_t tables_address, 
   const bool in_window = address >= kDeviceWindowBase && address < kDeviceWindowEnd;
   if (address % kLargePage != 0 || (address >= kMaxGuestMemory && !in_window)) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "large page %#x is not 2 MiB aligned below %#x or in the device window [%#x, %#x)",
-        address, kMaxGuestMemory, kDeviceWindowBase, kDeviceWindowEnd));
+        "large page %#x is not 2 MiB aligned below %#x or in the device window [%#x, %#x)", address,
+        kMaxGuestMemory, kDeviceWindowBase, kDeviceWindowEnd));
   }
   uint64_t directory = tables_address + 2 * kPage;
   if (in_window) {
@@ -120,7 +120,8 @@ absl::Status map_large_page(const GuestMemory& memory, uint64_t tables_address, 
     return absl::InvalidArgumentError(absl::StrFormat(
         "large page %#x overlaps guest memory of %#x bytes", address, memory.size()));
   }
-  const uint64_t slot = directory + ((address % kBytesPerDirectory) / kLargePage) * sizeof(uint64_t);
+  const uint64_t slot =
+      directory + ((address % kBytesPerDirectory) / kLargePage) * sizeof(uint64_t);
   absl::StatusOr<uint64_t> current = memory.read<uint64_t>(slot);
   if (!current.ok()) return current.status();
   if (*current != 0) {

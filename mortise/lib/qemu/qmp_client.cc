@@ -28,8 +28,9 @@ absl::StatusOr<QmpClient> QmpClient::connect(FileDescriptor socket,
     return absl::InternalError(absl::StrCat("QEMU did not greet in QMP: ", greeting->dump()));
   }
   absl::StatusOr<nlohmann::json> ready =
-      client.execute("qmp_capabilities", nullptr, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                      deadline - std::chrono::steady_clock::now()));
+      client.execute("qmp_capabilities", nullptr,
+                     std::chrono::duration_cast<std::chrono::milliseconds>(
+                         deadline - std::chrono::steady_clock::now()));
   if (!ready.ok()) return ready.status();
   return client;
 }
@@ -63,12 +64,12 @@ absl::StatusOr<nlohmann::json> QmpClient::execute(const std::string& command,
     if (message->contains("return")) return (*message)["return"];
     if (message->contains("error")) {
       const nlohmann::json& error = (*message)["error"];
-      return absl::FailedPreconditionError(
-          absl::StrCat("QEMU refused ", command, ": ", error.value("class", "Error"), ": ",
-                       error.value("desc", "")));
+      return absl::FailedPreconditionError(absl::StrCat("QEMU refused ", command, ": ",
+                                                        error.value("class", "Error"), ": ",
+                                                        error.value("desc", "")));
     }
-    return absl::InternalError(absl::StrCat("QMP ", command, ": unexpected answer ",
-                                            message->dump()));
+    return absl::InternalError(
+        absl::StrCat("QMP ", command, ": unexpected answer ", message->dump()));
   }
 }
 

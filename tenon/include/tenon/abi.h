@@ -165,11 +165,11 @@ inline constexpr uint64_t kLocalApicAddress = 0xfee00000;
 inline constexpr uint32_t kExitRecordMagic = 0x54495845;  // "EXIT"
 
 struct ExitRecord {
-  uint32_t magic;  // kExitRecordMagic
-  uint32_t kind;   // Hypercall::kExit, kFault or kPanic: the value written to kQemuExitPort
-  ExitArgs exit;   // kind kExit
-  FaultArgs fault;  // kind kFault
-  uint64_t panic_length;              // kind kPanic: bytes of panic_message, at most its size
+  uint32_t magic;         // kExitRecordMagic
+  uint32_t kind;          // Hypercall::kExit, kFault or kPanic: the value written to kQemuExitPort
+  ExitArgs exit;          // kind kExit
+  FaultArgs fault;        // kind kFault
+  uint64_t panic_length;  // kind kPanic: bytes of panic_message, at most its size
   char panic_message[kPanicMessageMax];
 };
 static_assert(sizeof(ExitRecord) <= kPageSize);

@@ -28,16 +28,16 @@ struct TenonNote {
 };
 
 constexpr TenonNote tenon_note(uint32_t type, uint32_t value) {
-  return {sizeof(abi::kNoteName), sizeof(uint32_t), type, {'T', 'e', 'n', 'o', 'n', 0, 0, 0}, value};
+  return {
+      sizeof(abi::kNoteName), sizeof(uint32_t), type, {'T', 'e', 'n', 'o', 'n', 0, 0, 0}, value};
 }
 
 // The notes Mortise reads before boot: the ABI version and the platform this image talks to.
-#define TENON_PLATFORM_NOTES(platform)                                              \
-  [[gnu::section(".note.tenon"), gnu::used, gnu::aligned(4)]] const tenon::plat::TenonNote \
-      tenon_image_notes[] = {                                                        \
-          tenon::plat::tenon_note(tenon::abi::kNoteTypeAbiVersion, tenon::abi::kVersion), \
-          tenon::plat::tenon_note(tenon::abi::kNoteTypePlatform,                     \
-                                  static_cast<uint32_t>(platform))}
+#define TENON_PLATFORM_NOTES(platform)                                                \
+  [[gnu::section(".note.tenon"), gnu::used,                                           \
+    gnu::aligned(4)]] const tenon::plat::TenonNote tenon_image_notes[] = {            \
+      tenon::plat::tenon_note(tenon::abi::kNoteTypeAbiVersion, tenon::abi::kVersion), \
+      tenon::plat::tenon_note(tenon::abi::kNoteTypePlatform, static_cast<uint32_t>(platform))}
 
 namespace boot_state {
 static uint64_t tsc_khz = 0;  // internal: this header is one platform file's

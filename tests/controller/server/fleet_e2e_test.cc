@@ -540,8 +540,8 @@ TEST_F(FleetTest, DeploymentsDeclareAChannelAndTheirInstancesTalkOverIt) {
     // deployment says why, naming the feature the device lacks. Nothing is placed.
     ASSERT_TRUE(eventually(
         [&] {
-          return tenonctl("get deployment sensor -o json").output.find(
-                     "ivc needs hypervisor feature") != std::string::npos;
+          return tenonctl("get deployment sensor -o json")
+                     .output.find("ivc needs hypervisor feature") != std::string::npos;
         },
         30s))
         << tenonctl("get deployment sensor -o json").output;

@@ -1,8 +1,8 @@
 // mortised end to end: a real mortised process on a unix socket in a temporary directory, real
 // mortise-vmm children running real guests on the engine `--engine auto` picks here (KVM, else
-// QEMU), and the generated gRPC client. Skipped only where no engine runs. Guests: latency-probe (a 1 kHz task "probe") for what must be watched
-// closely, idle-10ms (a 100 Hz task "idle") for company that costs little CPU, hello (prints and
-// exits).
+// QEMU), and the generated gRPC client. Skipped only where no engine runs. Guests: latency-probe (a
+// 1 kHz task "probe") for what must be watched closely, idle-10ms (a 100 Hz task "idle") for
+// company that costs little CPU, hello (prints and exits).
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -162,9 +162,8 @@ TEST_F(MortisedTest, HostInfoReportsThePartitionAndTheEngine) {
   EXPECT_FALSE(info.management_cpus().empty());
   EXPECT_GT(info.tsc_frequency_khz(), 0u);
   EXPECT_EQ(info.guest_memory_free_bytes(), info.guest_memory_bytes());
-  EXPECT_NE(
-      std::find(info.hypervisor_features().begin(), info.hypervisor_features().end(), engine),
-      info.hypervisor_features().end());
+  EXPECT_NE(std::find(info.hypervisor_features().begin(), info.hypervisor_features().end(), engine),
+            info.hypervisor_features().end());
   EXPECT_NE(std::find(info.libraries().begin(), info.libraries().end(), "loader"),
             info.libraries().end());
 }
