@@ -236,13 +236,7 @@ void KvmInstance::resume() {
     if (!pause_requested_.load()) return;
     // Tell the guest about the pause before it runs again: the boot info page is read-only to it
     // and written only here while the vCPU is out of the guest.
-    absl::StatusOr<tenon::abi::BootInfo> boot_info =
-        memory_.read<tenon::abi::BootInfo>(tenon::abi::kBootInfoAddress);
-    if (boot_info.ok()) {
-      boot_info->resume_count++;
-      boot_info->last_resume_tsc = read_host_tsc() + static_cast<uint64_t>(tsc_offset_);
-      (void)memory_.write(tenon::abi::kBootInfoAddress, *boot_info);
-    }
+    note_resume(memory_, read_host_tsc() + static_cast<uint64_t>(tsc_offset_));
     pause_requested_.store(false);
   }
   pause_changed_.notify_all();

@@ -339,13 +339,7 @@ void QemuInstance::resume() {
   // Tell the guest about the pause before it runs again. Its clock stood still meanwhile (QEMU
   // stops the guest TSC and timers with the CPU), so no release fell into the pause: the resume
   // instant is 0.
-  absl::StatusOr<tenon::abi::BootInfo> boot_info =
-      memory_.read<tenon::abi::BootInfo>(tenon::abi::kBootInfoAddress);
-  if (boot_info.ok()) {
-    boot_info->resume_count++;
-    boot_info->last_resume_tsc = 0;
-    (void)memory_.write(tenon::abi::kBootInfoAddress, *boot_info);
-  }
+  note_resume(memory_, 0);
   pause_requested_.store(false);
   if (started_.load() && !finished_.load()) {
     (void)qmp_.execute("cont", nullptr, kCommandLimit);

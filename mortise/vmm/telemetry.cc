@@ -140,4 +140,13 @@ bool telemetry_mid_update(const GuestMemory& memory) {
   return page.ok() && page->magic == tenon::abi::kTelemetryMagic && page->sequence % 2 != 0;
 }
 
+void note_resume(const GuestMemory& memory, uint64_t last_resume_tsc) {
+  absl::StatusOr<tenon::abi::BootInfo> boot_info =
+      memory.read<tenon::abi::BootInfo>(tenon::abi::kBootInfoAddress);
+  if (!boot_info.ok()) return;
+  boot_info->resume_count++;
+  boot_info->last_resume_tsc = last_resume_tsc;
+  (void)memory.write(tenon::abi::kBootInfoAddress, *boot_info);
+}
+
 }  // namespace mortise

@@ -65,6 +65,10 @@ struct BootTiming {
 // the engine's to say.
 BootTiming read_boot_timing(const GuestMemory& memory, bool tsc_synchronized, uint64_t tsc_khz);
 
+// Tells the guest it was paused: boot info resume_count + 1, last_resume_tsc as given (in guest
+// TSC ticks; 0 where the guest's clock stood still through the pause).
+void note_resume(const GuestMemory& memory, uint64_t last_resume_tsc);
+
 // The guest is in the middle of a telemetry update (its seqlock is odd).
 bool telemetry_mid_update(const GuestMemory& memory);
 
