@@ -377,10 +377,30 @@ std::optional<ExitReason> KvmInstance::handle_exit() {
       return ExitReason{ExitKind::kGuestFault, 0,
                         absl::StrFormat("VM entry failed, hardware reason %#x",
                                         run.fail_entry.hardware_entry_failure_reason)};
-    case KVM_EXIT_INTERNAL_ERROR:
+    case KVM_EXIT_INTERNAL_ERROR: {
+      kvm_regs regs{};
+      kvm_sregs sregs{};
+      (void)vcpu_.get_regs(regs);
+      (void)vcpu_.get_sregs(sregs);
+      const char* what = run.internal.suberror == KVM_INTERNAL_ERROR_EMULATION ? "emulation failure"
+                         : run.internal.suberror == KVM_INTERNAL_ERROR_SIMUL_EX
+                             ? "exception while delivering an exception"
+                             : "internal error";
+      // An interrupt table too short for the 32 exception vectors cannot deliver any exception:
+      // hardware would shut down (triple fault); an emulating KVM reports that as an internal
+      // error instead.
+      constexpr uint16_t kExceptionTableLimit = 32 * 16 - 1;
+      if (sregs.idt.limit < kExceptionTableLimit) {
+        return ExitReason{
+            ExitKind::kGuestFault, 0,
+            absl::StrFormat("triple fault (the guest's interrupt table, limit %u, cannot deliver "
+                            "exceptions), last rip %#x; KVM reported %s (%d)",
+                            sregs.idt.limit, regs.rip, what, run.internal.suberror)};
+      }
       return ExitReason{ExitKind::kGuestFault, 0,
-                        absl::StrFormat("KVM could not handle the guest (internal error %d)",
-                                        run.internal.suberror)};
+                        absl::StrFormat("KVM could not handle the guest at rip %#x: %s (%d)",
+                                        regs.rip, what, run.internal.suberror)};
+    }
     default:
       return ExitReason{ExitKind::kViolation, 0,
                         absl::StrFormat("unexpected KVM exit reason %d", run.exit_reason)};
