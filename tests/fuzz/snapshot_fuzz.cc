@@ -6,6 +6,7 @@
 // (so that the checks behind the checksum are reached at all); and as edits to a small valid
 // snapshot, checksum made right again, which reaches the section table and record checks from
 // an empty corpus.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -15,43 +16,19 @@
 #include <vector>
 
 #include "snapshot_format.h"
+#include "synthetic_snapshot.h"
+#include "tenon/abi.h"
 
 namespace {
 
 using mortise::snapshot::SectionType;
 
-constexpr uint32_t kAbi = 1;
+constexpr uint32_t kAbi = tenon::abi::kVersion;
 constexpr uint64_t kMemory = 8192;
 
-std::vector<uint8_t> make_template() {
-  mortise::snapshot::Metadata metadata{};
-  (void)mortise::snapshot::set_text(metadata.run_id, "run");
-  mortise::snapshot::Machine machine{};
-  machine.memory_bytes = kMemory;
-  machine.tsc_khz = 1000;
-  machine.image_end = machine.heap_start = machine.heap_end = machine.guard_page = 4096;
-  machine.stack_bottom = machine.stack_top = machine.page_tables = 8192;
-  static std::vector<uint8_t> cpuid(40), regs(144), sregs(312), xsave(4096), xcrs(392), msrs(32),
-      lapic(1024), events(64), mp(4), memory(kMemory);
-  mortise::snapshot::Contents contents;
-  contents.guest_abi_version = kAbi;
-  contents.memory_bytes = kMemory;
-  auto bytes = [](const auto& object) {
-    return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&object), sizeof(object));
-  };
-  contents.sections = {{SectionType::kMetadata, bytes(metadata)},
-                       {SectionType::kMachine, bytes(machine)},
-                       {SectionType::kCpuid, cpuid},
-                       {SectionType::kRegisters, regs},
-                       {SectionType::kSpecialRegisters, sregs},
-                       {SectionType::kXsave, xsave},
-                       {SectionType::kXcrs, xcrs},
-                       {SectionType::kMsrs, msrs},
-                       {SectionType::kLapic, lapic},
-                       {SectionType::kVcpuEvents, events},
-                       {SectionType::kMpState, mp},
-                       {SectionType::kGuestMemory, memory}};
-  absl::StatusOr<std::string> encoded = mortise::snapshot::encode_snapshot(contents);
+std::vector<uint8_t> make_template(mortise::snapshot::Engine engine) {
+  const tenon::test_support::SyntheticSnapshot snapshot(engine, kMemory);
+  absl::StatusOr<std::string> encoded = mortise::snapshot::encode_snapshot(snapshot.contents());
   if (!encoded.ok()) abort();
   return std::vector<uint8_t>(encoded->begin(), encoded->end());
 }
@@ -72,13 +49,18 @@ void check(std::span<const uint8_t> file) {
   if (!parsed.ok()) return;
   const uint8_t* begin = file.data();
   const uint8_t* end = file.data() + file.size();
+  const std::span<const SectionType> expected = mortise::snapshot::sections_of(parsed->engine);
   for (uint32_t type = 1; type <= mortise::snapshot::kSectionTypeCount; ++type) {
     const std::span<const uint8_t> section = parsed->sections[type - 1];
-    if (section.empty() || section.data() < begin || section.data() + section.size() > end) {
-      abort();
-    }
+    const bool belongs = std::find(expected.begin(), expected.end(),
+                                   static_cast<SectionType>(type)) != expected.end();
+    // Exactly the engine's sections, each inside the input.
+    if (section.empty() != !belongs) abort();
+    if (section.empty()) continue;
+    if (section.data() < begin || section.data() + section.size() > end) abort();
     for (uint32_t other = 1; other < type; ++other) {
       const std::span<const uint8_t> before = parsed->sections[other - 1];
+      if (before.empty()) continue;
       if (section.data() < before.data() + before.size() &&
           before.data() < section.data() + section.size()) {
         abort();
@@ -92,21 +74,25 @@ void check(std::span<const uint8_t> file) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::vector<uint8_t> kTemplate = make_template();
+  static const std::vector<uint8_t> kTemplates[] = {
+      make_template(mortise::snapshot::Engine::kKvm),
+      make_template(mortise::snapshot::Engine::kQemu)};
   check({data, size});
 
   std::vector<uint8_t> fixed(data, data + size);
   fix_checksum(fixed);
   check(fixed);
 
-  // Edits: (offset: 2 bytes little-endian, value: 1 byte) triples applied to the template.
-  std::vector<uint8_t> edited = kTemplate;
-  for (size_t i = 0; i + 3 <= size; i += 3) {
-    const size_t offset = (size_t{data[i]} | size_t{data[i + 1]} << 8) % edited.size();
-    edited[offset] = data[i + 2];
+  // Edits: (offset: 2 bytes little-endian, value: 1 byte) triples applied to each template.
+  for (const std::vector<uint8_t>& snapshot_template : kTemplates) {
+    std::vector<uint8_t> edited = snapshot_template;
+    for (size_t i = 0; i + 3 <= size; i += 3) {
+      const size_t offset = (size_t{data[i]} | size_t{data[i + 1]} << 8) % edited.size();
+      edited[offset] = data[i + 2];
+    }
+    if (size % 7 == 1) edited.resize(edited.size() - data[0] % edited.size());  // truncations
+    fix_checksum(edited);
+    check(edited);
   }
-  if (size % 7 == 1) edited.resize(edited.size() - data[0] % edited.size());  // truncations too
-  fix_checksum(edited);
-  check(edited);
   return 0;
 }

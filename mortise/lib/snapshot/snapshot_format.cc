@@ -26,7 +26,39 @@ constexpr size_t kCountAt = 20;
 constexpr size_t kFileSizeAt = 24;
 constexpr size_t kMemoryAt = 32;
 constexpr size_t kHeaderSizeAt = 40;
-constexpr size_t kReservedAt = 44;
+constexpr size_t kEngineAt = 44;
+constexpr size_t kReservedAt = 48;
+
+constexpr SectionType kKvmSections[] = {
+    SectionType::kMetadata,
+    SectionType::kMachine,
+    SectionType::kCpuid,
+    SectionType::kRegisters,
+    SectionType::kSpecialRegisters,
+    SectionType::kXsave,
+    SectionType::kXcrs,
+    SectionType::kMsrs,
+    SectionType::kLapic,
+    SectionType::kVcpuEvents,
+    SectionType::kMpState,
+    SectionType::kGuestMemory,
+};
+constexpr SectionType kQemuSections[] = {
+    SectionType::kMetadata,
+    SectionType::kMachine,
+    SectionType::kQemuState,
+    SectionType::kGuestMemory,
+};
+
+bool known_engine(uint32_t engine) {
+  return engine == static_cast<uint32_t>(Engine::kKvm) ||
+         engine == static_cast<uint32_t>(Engine::kQemu);
+}
+
+bool belongs_to(Engine engine, SectionType type) {
+  const std::span<const SectionType> sections = sections_of(engine);
+  return std::find(sections.begin(), sections.end(), type) != sections.end();
+}
 
 template <typename T>
 T load(std::span<const uint8_t> bytes, size_t at) {
@@ -128,6 +160,10 @@ absl::Status check_section_size(SectionType type, uint64_t size, uint64_t memory
       return absl::DataLossError(absl::StrCat("guest memory section has ", size,
                                               " bytes but the header says the guest has ",
                                               memory_bytes));
+    case SectionType::kQemuState:
+      if (size != 0 && size <= kMaxQemuStateBytes) return absl::OkStatus();
+      return absl::DataLossError(absl::StrCat("section ", section_name(type), " has ", size,
+                                              " bytes: not 1 to ", kMaxQemuStateBytes));
   }
   return absl::DataLossError(absl::StrCat("unknown section type ", static_cast<uint32_t>(type)));
 }
@@ -189,15 +225,22 @@ absl::Status check_contents(const Contents& contents) {
   if (absl::Status status = check_memory_bytes(contents.memory_bytes); !status.ok()) {
     return absl::InvalidArgumentError(status.message());
   }
-  if (contents.sections.size() != kSectionTypeCount) {
-    return absl::InvalidArgumentError(absl::StrCat("a snapshot has ", kSectionTypeCount,
-                                                   " sections, got ", contents.sections.size()));
+  if (!known_engine(static_cast<uint32_t>(contents.engine))) {
+    return absl::InvalidArgumentError("unknown engine");
+  }
+  const size_t expected = sections_of(contents.engine).size();
+  if (contents.sections.size() != expected) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a snapshot of the ", engine_name(contents.engine), " engine has ", expected,
+                     " sections, got ", contents.sections.size()));
   }
   std::array<bool, kSectionTypeCount> seen{};
   for (const SectionData& section : contents.sections) {
     const uint32_t type = static_cast<uint32_t>(section.type);
-    if (!known_type(type) || seen[type - 1]) {
-      return absl::InvalidArgumentError(absl::StrCat("section type ", type, " unknown or twice"));
+    if (!known_type(type) || seen[type - 1] || !belongs_to(contents.engine, section.type)) {
+      return absl::InvalidArgumentError(absl::StrCat("section type ", type,
+                                                     " unknown, twice, or not of the ",
+                                                     engine_name(contents.engine), " engine"));
     }
     seen[type - 1] = true;
     if (absl::Status status =
@@ -225,6 +268,21 @@ absl::Status check_contents(const Contents& contents) {
 
 }  // namespace
 
+const char* engine_name(Engine engine) {
+  switch (engine) {
+    case Engine::kKvm:
+      return "kvm";
+    case Engine::kQemu:
+      return "qemu";
+  }
+  return "unknown";
+}
+
+std::span<const SectionType> sections_of(Engine engine) {
+  if (engine == Engine::kQemu) return kQemuSections;
+  return kKvmSections;
+}
+
 const char* section_name(SectionType type) {
   switch (type) {
     case SectionType::kMetadata:
@@ -251,6 +309,8 @@ const char* section_name(SectionType type) {
       return "mp-state";
     case SectionType::kGuestMemory:
       return "guest-memory";
+    case SectionType::kQemuState:
+      return "qemu-state";
   }
   return "unknown";
 }
@@ -301,6 +361,7 @@ absl::StatusOr<Written> write_snapshot(const Contents& contents, const Sink& sin
   store<uint64_t>(head, kFileSizeAt, size);
   store<uint64_t>(head, kMemoryAt, contents.memory_bytes);
   store<uint32_t>(head, kHeaderSizeAt, static_cast<uint32_t>(kHeaderBytes));
+  store<uint32_t>(head, kEngineAt, static_cast<uint32_t>(contents.engine));
   uint64_t offset = table_end;
   for (uint64_t i = 0; i < count; ++i) {
     const SectionData& section = contents.sections[i];
@@ -368,10 +429,10 @@ absl::StatusOr<Snapshot> parse_snapshot(std::span<const uint8_t> file,
     return absl::DataLossError("bad magic: not a Tenon snapshot file");
   }
   const uint32_t version = load<uint32_t>(file, kVersionAt);
-  if (version != kFormatVersion) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("snapshot format version ", version,
-                     " is not supported (this Mortise reads version ", kFormatVersion, ")"));
+  if (version < kOldestReadableVersion || version > kFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "snapshot format version ", version, " is not supported (this Mortise reads versions ",
+        kOldestReadableVersion, " to ", kFormatVersion, ")"));
   }
   const uint32_t arch = load<uint32_t>(file, kArchAt);
   if (arch != static_cast<uint32_t>(Arch::kX86_64)) {
@@ -410,6 +471,17 @@ absl::StatusOr<Snapshot> parse_snapshot(std::span<const uint8_t> file,
     return absl::DataLossError(absl::StrCat("header size ", load<uint32_t>(file, kHeaderSizeAt),
                                             " is not ", kHeaderBytes));
   }
+  // Version 1 predates the engine field: its snapshots are all of the kvm engine.
+  const uint32_t engine =
+      version == 1 ? static_cast<uint32_t>(Engine::kKvm) : load<uint32_t>(file, kEngineAt);
+  if (version == 1 && load<uint32_t>(file, kEngineAt) != 0) {
+    return absl::DataLossError("reserved header bytes are not zero");
+  }
+  if (!known_engine(engine)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("snapshot of unknown engine ", engine, " (this Mortise knows kvm and qemu)"));
+  }
+  snapshot.engine = static_cast<Engine>(engine);
   for (size_t at = kReservedAt; at < kHeaderBytes; ++at) {
     if (file[at] != 0) return absl::DataLossError("reserved header bytes are not zero");
   }
@@ -441,6 +513,11 @@ absl::StatusOr<Snapshot> parse_snapshot(std::span<const uint8_t> file,
       return absl::DataLossError(absl::StrCat("section ", i, " has unknown type ", type));
     }
     const auto section_type = static_cast<SectionType>(type);
+    if (!belongs_to(snapshot.engine, section_type)) {
+      return absl::DataLossError(absl::StrCat("section ", section_name(section_type),
+                                              " does not belong in a snapshot of the ",
+                                              engine_name(snapshot.engine), " engine"));
+    }
     if (load<uint32_t>(file, entry + 4) != 0) {
       return absl::DataLossError(absl::StrCat("section ", i, " has non-zero reserved bytes"));
     }
@@ -471,10 +548,9 @@ absl::StatusOr<Snapshot> parse_snapshot(std::span<const uint8_t> file,
                                               " and ", section_name(ranges[i].type), " overlap"));
     }
   }
-  for (uint32_t type = 1; type <= kSectionTypeCount; ++type) {
-    if (snapshot.sections[type - 1].empty()) {
-      return absl::DataLossError(
-          absl::StrCat("section ", section_name(static_cast<SectionType>(type)), " is missing"));
+  for (SectionType type : sections_of(snapshot.engine)) {
+    if (snapshot.section(type).empty()) {
+      return absl::DataLossError(absl::StrCat("section ", section_name(type), " is missing"));
     }
   }
   std::memcpy(&snapshot.metadata, snapshot.section(SectionType::kMetadata).data(),

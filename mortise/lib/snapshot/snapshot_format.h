@@ -3,7 +3,8 @@
 // truncated or hostile: nothing read from a file (sizes, offsets, counts) is used before it was
 // checked against the file's real length and the caps below.
 //
-// Format version 1. All integers little-endian.
+// Format version 2 (written); version 1 (read) is version 2 with the engine field zero, meaning
+// kKvm. All integers little-endian.
 //
 //   offset 0   header, 64 bytes
 //     [0, 8)   magic "TENONSNP"
@@ -14,9 +15,11 @@
 //     [24, 32) file size in bytes, checksum included; at most kMaxFileBytes
 //     [32, 40) guest memory bytes: a multiple of 4 KiB, 4 KiB..kMaxMemoryBytes
 //     [40, 44) header size (64)
-//     [44, 64) zero
+//     [44, 48) engine that took the snapshot (Engine: 1 = kvm, 2 = qemu); zero in version 1
+//     [48, 64) zero
 //   offset 64  section table: `section count` entries of 24 bytes
-//     [0, 4)   section type (SectionType), each type at most once, every type required
+//     [0, 4)   section type (SectionType), each type at most once; exactly the types the
+//              engine's snapshots hold (sections_of), every one of them
 //     [4, 8)   zero
 //     [8, 16)  offset of the section's bytes from the start of the file
 //     [16, 24) size of the section in bytes: exact for fixed records, a whole number of
@@ -31,10 +34,13 @@
 // version). The magic, version and arch are checked before the checksum so that a file from a
 // newer Mortise (which may checksum differently) is reported as such, not as corrupt.
 //
-// The section contents are KVM's own x86_64 structures (kvm_regs, kvm_sregs, kvm_xsave's 4 KiB
-// region, kvm_xcrs, kvm_lapic_state, kvm_vcpu_events, kvm_mp_state, kvm_cpuid_entry2 and
-// kvm_msr_entry lists), whose layouts are part of the Linux UAPI and never change, plus the two
-// records defined here (Metadata, Machine).
+// Every snapshot holds the two records defined here (Metadata, Machine) and the guest's memory.
+// A kvm snapshot adds the vCPU as KVM's own x86_64 structures (kvm_regs, kvm_sregs, kvm_xsave's
+// 4 KiB region, kvm_xcrs, kvm_lapic_state, kvm_vcpu_events, kvm_mp_state, kvm_cpuid_entry2 and
+// kvm_msr_entry lists), whose layouts are part of the Linux UAPI and never change. A qemu
+// snapshot adds QEMU's own migration stream of the machine without its RAM (the vCPU, the LAPIC,
+// the clocks, the boot ROM): opaque here, checked by the QEMU that restores it, which must be the
+// same QEMU version.
 #pragma once
 
 #include <array>
@@ -50,9 +56,14 @@
 namespace mortise::snapshot {
 
 inline constexpr char kMagic[8] = {'T', 'E', 'N', 'O', 'N', 'S', 'N', 'P'};
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint32_t kOldestReadableVersion = 1;
 
 enum class Arch : uint32_t { kX86_64 = 1, kArm64 = 2 };
+
+// Which of Mortise's engines took a snapshot: only that engine can restore it.
+enum class Engine : uint32_t { kKvm = 1, kQemu = 2 };
+const char* engine_name(Engine engine);  // "kvm", "qemu"
 
 inline constexpr uint64_t kHeaderBytes = 64;
 inline constexpr uint64_t kSectionEntryBytes = 24;
@@ -60,8 +71,10 @@ inline constexpr uint64_t kChecksumBytes = 32;
 inline constexpr uint32_t kMaxSections = 16;
 inline constexpr uint64_t kPageBytes = 4096;
 inline constexpr uint64_t kMaxMemoryBytes = 1ull << 30;
+// QEMU's stream of a microvm without its RAM is ~35 KiB (mostly the 64 KiB boot ROM).
+inline constexpr uint64_t kMaxQemuStateBytes = 4ull << 20;
 // Memory plus room for the table and every other section at its cap.
-inline constexpr uint64_t kMaxFileBytes = kMaxMemoryBytes + (1ull << 20);
+inline constexpr uint64_t kMaxFileBytes = kMaxMemoryBytes + kMaxQemuStateBytes + (1ull << 20);
 
 enum class SectionType : uint32_t {
   kMetadata = 1,          // Metadata
@@ -76,9 +89,12 @@ enum class SectionType : uint32_t {
   kVcpuEvents = 10,       // kvm_vcpu_events
   kMpState = 11,          // kvm_mp_state
   kGuestMemory = 12,      // all of guest-physical memory, from address 0
+  kQemuState = 13,        // QEMU's migration stream without RAM, 1..kMaxQemuStateBytes
 };
-inline constexpr uint32_t kSectionTypeCount = 12;
+inline constexpr uint32_t kSectionTypeCount = 13;
 const char* section_name(SectionType type);
+// The section types a snapshot of `engine` holds, each exactly once.
+std::span<const SectionType> sections_of(Engine engine);
 
 // Sizes of the KVM records (the Linux x86_64 UAPI); the VMM static_asserts them against the
 // kernel headers where C++ sees the same size as C.
@@ -109,7 +125,8 @@ struct Machine {
   uint64_t stack_bytes;
   uint64_t app_run_ns;
   uint64_t tsc_khz;         // guest TSC frequency
-  uint64_t guest_tsc;       // guest TSC when the state was captured
+  uint64_t guest_tsc;       // guest TSC when the state was captured (kvm; 0 for qemu, whose
+                            // stream holds its clocks)
   uint64_t console_offset;  // console bytes the guest had written (ConsoleChunk.offset)
   uint64_t vcpu_exits;
   uint64_t image_entry;
@@ -133,6 +150,7 @@ struct Contents {
   uint32_t guest_abi_version = 0;
   uint64_t memory_bytes = 0;
   Arch arch = Arch::kX86_64;
+  Engine engine = Engine::kKvm;
   std::vector<SectionData> sections;  // written in this order
 };
 
@@ -154,6 +172,7 @@ absl::StatusOr<std::string> encode_snapshot(const Contents& contents);
 struct Snapshot {
   uint32_t guest_abi_version = 0;
   uint64_t memory_bytes = 0;
+  Engine engine = Engine::kKvm;
   Metadata metadata{};
   Machine machine{};
   std::array<std::span<const uint8_t>, kSectionTypeCount> sections{};
@@ -163,7 +182,8 @@ struct Snapshot {
 };
 
 // Checks everything described at the top of this file, in that order, and the records'
-// values. `expected_guest_abi_version` is the ABI this build speaks.
+// values; a section of another engine's snapshot, or a missing one, is DATA_LOSS.
+// `expected_guest_abi_version` is the ABI this build speaks.
 absl::StatusOr<Snapshot> parse_snapshot(std::span<const uint8_t> file,
                                         uint32_t expected_guest_abi_version);
 

@@ -22,7 +22,7 @@ constexpr uint64_t kMemory = 64 << 10;
 
 // Offsets of the header fields and the table, as documented in snapshot_format.h.
 constexpr size_t kVersionAt = 8, kArchAt = 12, kAbiAt = 16, kCountAt = 20, kFileSizeAt = 24,
-                 kMemoryAt = 32, kTableAt = 64;
+                 kMemoryAt = 32, kEngineAt = 44, kTableAt = 64;
 
 // Synthetic but valid contents: each section filled with a pattern of its own.
 class Fixture {
@@ -57,6 +57,7 @@ class Fixture {
     fill(events_, kVcpuEventsBytes, 8);
     fill(mp_state_, kMpStateBytes, 9);
     fill(memory_, kMemory, 10);
+    fill(qemu_state_, 3000, 11);
   }
 
   Contents contents() const {
@@ -83,6 +84,17 @@ class Fixture {
     return contents;
   }
 
+  // The same instance as the qemu engine's snapshot: QEMU's stream instead of KVM's records.
+  Contents qemu_contents() const {
+    Contents contents = this->contents();
+    contents.engine = Engine::kQemu;
+    contents.sections = {contents.sections[0],
+                         contents.sections[1],
+                         {SectionType::kQemuState, qemu_state_},
+                         contents.sections.back()};
+    return contents;
+  }
+
   std::string encoded() const {
     absl::StatusOr<std::string> bytes = encode_snapshot(contents());
     EXPECT_TRUE(bytes.ok()) << bytes.status();
@@ -92,7 +104,7 @@ class Fixture {
   Metadata metadata_;
   Machine machine_;
   std::vector<uint8_t> cpuid_, registers_, special_, xsave_, xcrs_, msrs_, lapic_, events_,
-      mp_state_, memory_;
+      mp_state_, memory_, qemu_state_;
 };
 
 absl::Status parse(const std::string& file) {
@@ -167,10 +179,75 @@ TEST(SnapshotFormat, BadMagicIsDataLoss) {
 
 TEST(SnapshotFormat, OtherFormatVersionIsRefusedAsUnsupportedNotCorrupt) {
   std::string file = Fixture().encoded();
-  put<uint32_t>(file, kVersionAt, 2);
+  put<uint32_t>(file, kVersionAt, kFormatVersion + 1);
   const absl::Status status = parse(file);
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(status.message(), HasSubstr("format version 2 is not supported"));
+  EXPECT_THAT(status.message(), HasSubstr("format version 3 is not supported"));
+}
+
+TEST(SnapshotFormat, VersionOneFilesReadAsTheKvmEngines) {
+  // Version 1 is version 2 without the engine field: a kvm snapshot with that field zero.
+  const std::string file = rewritten(Fixture().encoded(), [](std::string& f) {
+    put<uint32_t>(f, kVersionAt, 1);
+    put<uint32_t>(f, kEngineAt, 0);
+  });
+  absl::StatusOr<Snapshot> parsed =
+      parse_snapshot({reinterpret_cast<const uint8_t*>(file.data()), file.size()}, kAbi);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->engine, Engine::kKvm);
+
+  const std::string qemu_as_v1 = rewritten(encode_snapshot(Fixture().qemu_contents()).value(),
+                                           [](std::string& f) { put<uint32_t>(f, kVersionAt, 1); });
+  EXPECT_EQ(parse(qemu_as_v1).code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(SnapshotFormat, QemuSnapshotRoundTripsWithItsEngineAndStream) {
+  Fixture fixture;
+  absl::StatusOr<std::string> file = encode_snapshot(fixture.qemu_contents());
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(get<uint32_t>(*file, kEngineAt), static_cast<uint32_t>(Engine::kQemu));
+  absl::StatusOr<Snapshot> parsed =
+      parse_snapshot({reinterpret_cast<const uint8_t*>(file->data()), file->size()}, kAbi);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->engine, Engine::kQemu);
+  const std::span<const uint8_t> stream = parsed->section(SectionType::kQemuState);
+  ASSERT_EQ(stream.size(), fixture.qemu_state_.size());
+  EXPECT_EQ(std::memcmp(stream.data(), fixture.qemu_state_.data(), stream.size()), 0);
+  EXPECT_TRUE(parsed->section(SectionType::kRegisters).empty());
+}
+
+TEST(SnapshotFormat, SectionsOfAnotherEngineAreRefused) {
+  Fixture fixture;
+  // A kvm snapshot relabelled as qemu: its KVM records do not belong there.
+  const std::string relabelled = rewritten(fixture.encoded(), [](std::string& f) {
+    put<uint32_t>(f, kEngineAt, static_cast<uint32_t>(Engine::kQemu));
+  });
+  absl::Status status = parse(relabelled);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(status.message(), HasSubstr("does not belong in a snapshot of the qemu engine"));
+
+  // A qemu snapshot relabelled as kvm: the QEMU stream does not belong, the KVM records miss.
+  const std::string qemu_file = encode_snapshot(fixture.qemu_contents()).value();
+  status = parse(rewritten(qemu_file, [](std::string& f) {
+    put<uint32_t>(f, kEngineAt, static_cast<uint32_t>(Engine::kKvm));
+  }));
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(status.message(), HasSubstr("qemu-state does not belong"));
+
+  // An engine this build does not know is a file it cannot restore, not a corrupt one.
+  status = parse(rewritten(qemu_file, [](std::string& f) { put<uint32_t>(f, kEngineAt, 9); }));
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(status.message(), HasSubstr("unknown engine 9"));
+
+  // QEMU's stream obeys its cap, and the writer refuses a mix.
+  const size_t stream_entry = entry_at(2);
+  status = parse(rewritten(qemu_file, [&](std::string& f) {
+    put<uint64_t>(f, stream_entry + 16, kMaxQemuStateBytes + 1);
+  }));
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  Contents mixed = fixture.qemu_contents();
+  mixed.sections[2] = fixture.contents().sections[index_of(SectionType::kRegisters)];
+  EXPECT_EQ(encode_snapshot(mixed).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(SnapshotFormat, OtherArchIsRefused) {
@@ -280,7 +357,10 @@ TEST(SnapshotFormat, MalformedTablesAndRecordsAreRefusedBehindAGoodChecksum) {
       {"reserved table bytes", [&](std::string& f) { put<uint32_t>(f, regs_entry + 4, 1); },
        "reserved"},
       {"missing section",
-       [&](std::string& f) { put<uint32_t>(f, kCountAt, kSectionTypeCount - 1); }, "missing"},
+       [&](std::string& f) {
+         put<uint32_t>(f, kCountAt, static_cast<uint32_t>(sections_of(Engine::kKvm).size() - 1));
+       },
+       "missing"},
       {"no sections", [&](std::string& f) { put<uint32_t>(f, kCountAt, 0); }, "section count"},
       {"too many sections", [&](std::string& f) { put<uint32_t>(f, kCountAt, kMaxSections + 1); },
        "section count"},
