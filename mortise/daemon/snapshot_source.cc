@@ -121,6 +121,7 @@ absl::StatusOr<ResolvedSnapshot> read_snapshot(const tenon::v1::RestoreVmRequest
                         absl::StrCat("snapshot ", path, ": ", parsed.status().message()));
   }
   result.memory_bytes = parsed->memory_bytes;
+  result.engine = parsed->engine;
   result.run_id = snapshot::text_of(parsed->metadata.run_id);
   result.image_digest = snapshot::text_of(parsed->metadata.image_digest);
   absl::StatusOr<FileDescriptor> memfd = sealed_memfd(bytes, "tenon-snapshot");

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "kvm.h"
+#include "snapshot_format.h"
 #include "tenon/v1/mortise.pb.h"
 
 namespace mortise {
@@ -22,8 +23,9 @@ struct ResolvedSnapshot {
   FileDescriptor memfd;
   std::string digest;  // "sha256:<hex>" of the file
   uint64_t memory_bytes = 0;
-  std::string run_id;        // of the run it was taken from
-  std::string image_digest;  // of the image that run was created from
+  std::string run_id;                                // of the run it was taken from
+  std::string image_digest;                          // of the image that run was created from
+  snapshot::Engine engine = snapshot::Engine::kKvm;  // the engine that took it
 };
 
 // Reads the snapshot a Restore names and checks it completely: INVALID_ARGUMENT (relative path,

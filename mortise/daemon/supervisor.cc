@@ -385,7 +385,7 @@ absl::StatusOr<tenon::v1::VmOperationResponse> Supervisor::create_vm(
     return absl::InvalidArgumentError("app_run_time must not be negative");
   }
   if (absl::Status status = check_channels(request); !status.ok()) return status;
-  if (absl::Status status = check_engine("instances", /*need_kvm=*/false); !status.ok()) {
+  if (absl::Status status = check_engine("instances"); !status.ok()) {
     return status;
   }
   if (request.channels_size() > 0 && *engine_ != EngineKind::kKvm) {
@@ -502,7 +502,7 @@ absl::StatusOr<tenon::v1::SnapshotVmResponse> Supervisor::snapshot_vm(
   absl::StatusOr<std::string> target =
       resolve_snapshot_target(request.path(), options_.snapshot_directory);
   if (!target.ok()) return target.status();
-  if (absl::Status status = check_engine("snapshots", /*need_kvm=*/true); !status.ok()) {
+  if (absl::Status status = check_engine("snapshots"); !status.ok()) {
     return status;
   }
   absl::StatusOr<tenon::v1::SnapshotVmResponse> written = (*vm)->snapshot(*target, received);
@@ -521,7 +521,10 @@ absl::StatusOr<tenon::v1::VmOperationResponse> Supervisor::restore_vm(
   // The file is checked completely, and its digest compared, before KVM or a process is touched.
   absl::StatusOr<ResolvedSnapshot> snapshot = read_snapshot(request, options_.snapshot_directory);
   if (!snapshot.ok()) return snapshot.status();
-  if (absl::Status status = check_engine("snapshots", /*need_kvm=*/true); !status.ok()) {
+  if (absl::Status status = check_engine("snapshots"); !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = check_snapshot_engine(snapshot->engine, *engine_); !status.ok()) {
     return status;
   }
 
@@ -549,6 +552,8 @@ absl::StatusOr<tenon::v1::VmOperationResponse> Supervisor::restore_vm(
   launch.name = identity.name;
   launch.image = std::move(snapshot->memfd);
   launch.source = VmmSource::kSnapshot;
+  launch.engine = *engine_;
+  launch.qemu = options_.qemu;
   launch.memory_bytes = identity.memory_bytes;
   launch.cpu_policy = identity.cpu_policy;
   launch.management_cpus = options_.partition.management_cpus;
@@ -666,15 +671,10 @@ absl::Status Supervisor::stream_telemetry(const tenon::v1::StreamTelemetryReques
   }
 }
 
-absl::Status Supervisor::check_engine(const char* operation, bool need_kvm) const {
+absl::Status Supervisor::check_engine(const char* operation) const {
   if (!engine_) {
     return absl::FailedPreconditionError(
         absl::StrCat("no engine can run ", operation, " here: ", engine_unavailable_reason_));
-  }
-  if (need_kvm && *engine_ != EngineKind::kKvm) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(operation, " run on the kvm engine only; this mortised runs the ",
-                     engine_name(*engine_), " engine"));
   }
   return absl::OkStatus();
 }

@@ -105,8 +105,8 @@ class Supervisor {
   std::optional<EngineKind> engine_;  // none: no engine can run here
   std::string engine_unavailable_reason_;
   std::string qemu_version_;
-  // FAILED_PRECONDITION when no engine runs here, or (`need_kvm`) the engine is not KVM.
-  absl::Status check_engine(const char* operation, bool need_kvm) const;
+  // FAILED_PRECONDITION when no engine runs here.
+  absl::Status check_engine(const char* operation) const;
   std::vector<std::string> hypervisor_features_;
   uint64_t tsc_frequency_khz_ = 0;
 

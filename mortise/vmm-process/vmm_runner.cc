@@ -31,6 +31,7 @@
 #include "kvm.h"
 #include "kvm_instance.h"
 #include "placement.h"
+#include "qemu_instance.h"
 #include "snapshot_file.h"
 #include "telemetry_wire.h"
 #include "tenon/abi.h"
@@ -237,10 +238,6 @@ void VmmRunner::handle_resume(uint64_t request_id) {
 
 void VmmRunner::handle_snapshot(uint64_t request_id, const tenon::v1::VmmSnapshot& command) {
   const Clock::time_point received = Clock::now();
-  if (instance_->engine() != EngineKind::kKvm) {
-    fail(request_id, absl::UnimplementedError("snapshots run on the kvm engine only"));
-    return;
-  }
   if (!vcpu_started_.load() || vcpu_finished_.load()) {
     fail(request_id,
          absl::FailedPreconditionError(vcpu_finished_.load() ? "the guest has stopped"
@@ -308,11 +305,6 @@ void VmmRunner::handle_snapshot(uint64_t request_id, const tenon::v1::VmmSnapsho
 }
 
 absl::StatusOr<std::unique_ptr<Instance>> VmmRunner::restore_instance() {
-  if (options_.engine != EngineKind::kKvm) {
-    return absl::UnimplementedError("snapshots run on the kvm engine only");
-  }
-  absl::StatusOr<Kvm> kvm = Kvm::open();
-  if (!kvm.ok()) return kvm.status();
   absl::StatusOr<std::vector<uint8_t>> bytes = read_snapshot_fd(options_.snapshot_fd);
   if (!bytes.ok()) return bytes.status();
   // mortised checked the file too; this process trusts nobody either.
@@ -324,14 +316,28 @@ absl::StatusOr<std::unique_ptr<Instance>> VmmRunner::restore_instance() {
                                                    " bytes of guest memory, --memory says ",
                                                    options_.memory_bytes));
   }
-  const ExitControl exit_control = options_.cpu_policy == tenon::v1::CPU_POLICY_DEDICATED
-                                       ? ExitControl::kLowLatency
-                                       : ExitControl::kDefault;
-  absl::StatusOr<std::unique_ptr<KvmInstance>> instance =
-      KvmInstance::restore(*kvm, *parsed, exit_control, sender_);
-  if (!instance.ok()) return instance.status();
+  if (absl::Status status = check_snapshot_engine(parsed->engine, options_.engine); !status.ok()) {
+    return status;
+  }
+  absl::StatusOr<std::unique_ptr<Instance>> instance;
+  if (options_.engine == EngineKind::kQemu) {
+    absl::StatusOr<std::unique_ptr<QemuInstance>> restored =
+        QemuInstance::restore(*parsed, options_.qemu, sender_);
+    if (!restored.ok()) return restored.status();
+    instance = std::unique_ptr<Instance>(std::move(*restored));
+  } else {
+    absl::StatusOr<Kvm> kvm = Kvm::open();
+    if (!kvm.ok()) return kvm.status();
+    const ExitControl exit_control = options_.cpu_policy == tenon::v1::CPU_POLICY_DEDICATED
+                                         ? ExitControl::kLowLatency
+                                         : ExitControl::kDefault;
+    absl::StatusOr<std::unique_ptr<KvmInstance>> restored =
+        KvmInstance::restore(*kvm, *parsed, exit_control, sender_);
+    if (!restored.ok()) return restored.status();
+    instance = std::unique_ptr<Instance>(std::move(*restored));
+  }
   sender_.set_console_offset(parsed->machine.console_offset);
-  return std::unique_ptr<Instance>(std::move(*instance));
+  return instance;
 }
 
 void VmmRunner::request_stop(std::string cause) {

@@ -226,4 +226,14 @@ uint64_t host_tsc_khz() {
   return khz;
 }
 
+absl::Status check_snapshot_engine(snapshot::Engine taken_on, EngineKind here) {
+  const snapshot::Engine wanted =
+      here == EngineKind::kQemu ? snapshot::Engine::kQemu : snapshot::Engine::kKvm;
+  if (taken_on == wanted) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("the snapshot was taken on the ", snapshot::engine_name(taken_on),
+                   " engine and only that engine can restore it; this one runs the ",
+                   engine_name(here), " engine"));
+}
+
 }  // namespace mortise

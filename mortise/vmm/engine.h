@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "snapshot_format.h"
 #include "tenon/abi.h"
 
 namespace mortise {
@@ -76,6 +77,10 @@ absl::StatusOr<std::unique_ptr<Instance>> create_instance(EngineKind engine,
                                                           const QemuSettings& qemu,
                                                           ConsoleSink& console,
                                                           uint64_t host_start_tsc = 0);
+
+// A snapshot can be restored only by the engine that took it: FAILED_PRECONDITION naming both
+// otherwise.
+absl::Status check_snapshot_engine(snapshot::Engine taken_on, EngineKind here);
 
 // The host's TSC frequency, measured once against CLOCK_MONOTONIC_RAW (QEMU's TCG shows the
 // host's TSC to the guest).

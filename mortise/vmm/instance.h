@@ -68,11 +68,8 @@ struct SnapshotLabels {
   uint64_t console_offset = 0;
 };
 
-// The complete state of a paused instance, copied out of it (memory included) so that the guest
-// can run again while the copy is hashed and written.
-struct SnapshotCapture {
-  snapshot::Metadata metadata{};
-  snapshot::Machine machine{};
+// The vCPU of a kvm snapshot, as KVM's own structures.
+struct KvmVcpuState {
   std::vector<kvm_cpuid_entry2> cpuid;
   kvm_regs regs{};
   kvm_sregs sregs{};
@@ -82,12 +79,32 @@ struct SnapshotCapture {
   kvm_lapic_state lapic{};
   kvm_vcpu_events events{};
   kvm_mp_state mp_state{};
+};
+
+// The complete state of a paused instance, copied out of it (memory included) so that the guest
+// can run again while the copy is hashed and written.
+struct SnapshotCapture {
+  snapshot::Engine engine = snapshot::Engine::kKvm;
+  snapshot::Metadata metadata{};
+  snapshot::Machine machine{};
+  KvmVcpuState kvm;                 // engine kKvm
+  std::vector<uint8_t> qemu_state;  // engine kQemu: QEMU's migration stream without RAM
   std::unique_ptr<uint8_t[]> memory;
   uint64_t memory_bytes = 0;
 
   // The sections of the snapshot file, pointing into this capture.
   snapshot::Contents contents() const;
 };
+
+// What every engine's capture starts with: the labels, the machine record (less what only the
+// engine knows: guest_tsc, vcpu_exits) and a copy of guest memory.
+absl::StatusOr<std::unique_ptr<SnapshotCapture>> begin_capture(
+    snapshot::Engine engine, const SnapshotLabels& labels, const GuestMemory& memory,
+    const MemoryLayout& layout, const ElfImage& image, uint64_t tsc_khz);
+
+// The layout and image entry a snapshot's machine record describes (the parser checked them).
+MemoryLayout layout_of(const snapshot::Machine& machine);
+ElfImage image_of(const snapshot::Machine& machine);
 
 // What every engine's instance offers its owner (mortise-vmm, `mortise run`, tests). The owner
 // calls run() on one thread; every other method may be called from any thread while it runs.

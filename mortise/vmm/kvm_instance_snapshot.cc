@@ -41,16 +41,6 @@ static_assert(sizeof(kvm_mp_state) == snapshot::kMpStateBytes);
 static_assert(sizeof(kvm_cpuid_entry2) == snapshot::kCpuidEntryBytes);
 static_assert(sizeof(kvm_msr_entry) == snapshot::kMsrEntryBytes);
 
-template <typename T>
-std::span<const uint8_t> bytes_of(const T& object) {
-  return {reinterpret_cast<const uint8_t*>(&object), sizeof(T)};
-}
-
-template <typename T>
-std::span<const uint8_t> bytes_of(const std::vector<T>& objects) {
-  return {reinterpret_cast<const uint8_t*>(objects.data()), objects.size() * sizeof(T)};
-}
-
 // Copies a fixed record out of a section whose size the parser has checked.
 template <typename T>
 T record(const snapshot::Snapshot& parsed, snapshot::SectionType type) {
@@ -129,24 +119,10 @@ absl::StatusOr<std::unique_ptr<SnapshotCapture>> KvmInstance::capture(
         "instances with inter-VM channels cannot be snapshotted yet: the peer's half of each "
         "channel lives in another instance");
   }
-  auto captured = std::make_unique<SnapshotCapture>();
-  SnapshotCapture& state = *captured;
-  if (absl::Status status = snapshot::set_text(state.metadata.run_id, labels.run_id);
-      !status.ok()) {
-    return status;
-  }
-  if (absl::Status status = snapshot::set_text(state.metadata.image_digest, labels.image_digest);
-      !status.ok()) {
-    return status;
-  }
-  if (absl::Status status = snapshot::set_text(state.metadata.vm_name, labels.vm_name);
-      !status.ok()) {
-    return status;
-  }
-  absl::StatusOr<tenon::abi::BootInfo> boot_info =
-      memory_.read<tenon::abi::BootInfo>(tenon::abi::kBootInfoAddress);
-  if (!boot_info.ok()) return boot_info.status();
-
+  absl::StatusOr<std::unique_ptr<SnapshotCapture>> captured =
+      begin_capture(snapshot::Engine::kKvm, labels, memory_, layout_, image_, tsc_khz_);
+  if (!captured.ok()) return captured.status();
+  KvmVcpuState& state = (*captured)->kvm;
   absl::StatusOr<std::vector<kvm_cpuid_entry2>> cpuid = vcpu_.get_cpuid();
   if (!cpuid.ok()) return cpuid.status();
   state.cpuid = std::move(*cpuid);
@@ -167,50 +143,9 @@ absl::StatusOr<std::unique_ptr<SnapshotCapture>> KvmInstance::capture(
   }
   absl::StatusOr<uint64_t> guest_tsc = vcpu_.get_msr(kTscMsr);
   if (!guest_tsc.ok()) return guest_tsc.status();
-
-  snapshot::Machine& machine = state.machine;
-  machine.memory_bytes = memory_.size();
-  machine.stack_bytes = layout_.stack_top - layout_.stack_bottom;
-  machine.app_run_ns = boot_info->app_run_ns;
-  machine.tsc_khz = tsc_khz_;
-  machine.guest_tsc = *guest_tsc;
-  machine.console_offset = labels.console_offset;
-  machine.vcpu_exits = vcpu_exits_.load();
-  machine.image_entry = image_.entry;
-  machine.image_end = layout_.image_end;
-  machine.heap_start = layout_.heap_start;
-  machine.heap_end = layout_.heap_end;
-  machine.guard_page = layout_.guard_page;
-  machine.stack_bottom = layout_.stack_bottom;
-  machine.stack_top = layout_.stack_top;
-  machine.page_tables = layout_.page_tables;
-
-  state.memory_bytes = memory_.size();
-  state.memory.reset(new uint8_t[state.memory_bytes]);
-  std::memcpy(state.memory.get(), memory_.host_base(), state.memory_bytes);
+  (*captured)->machine.guest_tsc = *guest_tsc;
+  (*captured)->machine.vcpu_exits = vcpu_exits_.load();
   return captured;
-}
-
-snapshot::Contents SnapshotCapture::contents() const {
-  using snapshot::SectionType;
-  snapshot::Contents contents;
-  contents.guest_abi_version = tenon::abi::kVersion;
-  contents.memory_bytes = memory_bytes;
-  contents.sections = {
-      {SectionType::kMetadata, bytes_of(metadata)},
-      {SectionType::kMachine, bytes_of(machine)},
-      {SectionType::kCpuid, bytes_of(cpuid)},
-      {SectionType::kRegisters, bytes_of(regs)},
-      {SectionType::kSpecialRegisters, bytes_of(sregs)},
-      {SectionType::kXsave, bytes_of(xsave)},
-      {SectionType::kXcrs, bytes_of(xcrs)},
-      {SectionType::kMsrs, bytes_of(msrs)},
-      {SectionType::kLapic, bytes_of(lapic)},
-      {SectionType::kVcpuEvents, bytes_of(events)},
-      {SectionType::kMpState, bytes_of(mp_state)},
-      {SectionType::kGuestMemory, {memory.get(), memory_bytes}},
-  };
-  return contents;
 }
 
 absl::StatusOr<snapshot::Written> KvmInstance::write_snapshot(const SnapshotLabels& labels,
@@ -225,6 +160,11 @@ absl::StatusOr<std::unique_ptr<KvmInstance>> KvmInstance::restore(const Kvm& kvm
                                                                   ExitControl exit_control,
                                                                   ConsoleSink& console) {
   // Everything that can be checked without KVM is checked first.
+  if (parsed.engine != snapshot::Engine::kKvm) {
+    return absl::FailedPreconditionError(absl::StrCat("the snapshot was taken on the ",
+                                                      snapshot::engine_name(parsed.engine),
+                                                      " engine; only that engine can restore it"));
+  }
   for (const kvm_msr_entry& entry : list<kvm_msr_entry>(parsed, snapshot::SectionType::kMsrs)) {
     if (std::find(std::begin(kSavedMsrs), std::end(kSavedMsrs), entry.index) ==
         std::end(kSavedMsrs)) {
@@ -262,16 +202,8 @@ absl::StatusOr<std::unique_ptr<KvmInstance>> KvmInstance::restore(const Kvm& kvm
 absl::Status KvmInstance::restore_state(const Kvm& kvm, const snapshot::Snapshot& parsed) {
   using snapshot::SectionType;
   const snapshot::Machine& machine = parsed.machine;
-  layout_.memory_size = machine.memory_bytes;
-  layout_.image_end = machine.image_end;
-  layout_.heap_start = machine.heap_start;
-  layout_.heap_end = machine.heap_end;
-  layout_.guard_page = machine.guard_page;
-  layout_.stack_bottom = machine.stack_bottom;
-  layout_.stack_top = machine.stack_top;
-  layout_.page_tables = machine.page_tables;
-  image_.entry = machine.image_entry;
-  image_.end = machine.image_end;
+  layout_ = layout_of(machine);
+  image_ = image_of(machine);
   vcpu_exits_.store(machine.vcpu_exits);
 
   const std::vector<kvm_cpuid_entry2> cpuid = list<kvm_cpuid_entry2>(parsed, SectionType::kCpuid);

@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <functional>
 #include <regex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -33,9 +35,14 @@ constexpr int kQemuQmpFd = 3;
 constexpr int kQemuMemoryFd = 4;
 constexpr int kQemuRomFd = 5;
 constexpr int kQemuConsoleFd = 6;
+constexpr int kQemuIncomingFd = 7;  // a restored instance's machine state (QEMU's stream)
+// The name under which QEMU holds the descriptor a snapshot's stream goes to.
+constexpr char kSnapshotFdName[] = "mortise-snapshot";
 // QEMU needs a moment to start (TCG sets up its translator); far less than this.
 constexpr milliseconds kStartLimit(15000);
 constexpr milliseconds kCommandLimit(5000);
+// Saving or loading the machine without its RAM takes milliseconds; far less than this.
+constexpr milliseconds kMigrationLimit(15000);
 constexpr size_t kMaxDiagnosticsBytes = 64 << 10;
 constexpr uint64_t kQemuRamStep = 8 << 10;
 // A guest cannot make QEMU translate more than this much code at once; bounds QEMU's memory.
@@ -45,7 +52,8 @@ absl::Status errno_status(const char* what) {
   return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
 }
 
-std::vector<std::string> qemu_arguments(uint64_t memory_bytes, const QemuSettings& settings) {
+std::vector<std::string> qemu_arguments(uint64_t memory_bytes, const QemuSettings& settings,
+                                        bool incoming) {
   std::vector<std::string> arguments = {
       // microvm: no PCI, no legacy devices we do not ask for, no firmware tables.
       "-M",
@@ -75,22 +83,13 @@ std::vector<std::string> qemu_arguments(uint64_t memory_bytes, const QemuSetting
   if (settings.icount) {
     arguments.insert(arguments.end(), {"-icount", "shift=0,align=off,sleep=off"});
   }
+  // A restored instance waits for its machine state, which comes once QMP has set the
+  // migration capabilities (migrate_incoming).
+  if (incoming) arguments.insert(arguments.end(), {"-incoming", "defer"});
   return arguments;
 }
 
-absl::StatusOr<FileDescriptor> rom_file(const std::vector<uint8_t>& rom) {
-  FileDescriptor fd(memfd_create("mortise-boot-rom", MFD_CLOEXEC));
-  if (!fd.valid()) return errno_status("memfd_create");
-  for (size_t written = 0; written < rom.size();) {
-    const ssize_t n = write(fd.get(), rom.data() + written, rom.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return errno_status("writing the boot ROM");
-    written += static_cast<size_t>(n);
-  }
-  return fd;
-}
-
-// Appends what `fd` has to `text` (bounded) or to the console; false at end of file.
+// Passes what `fd` has to `sink`; false at end of file.
 bool read_available(int fd, const std::function<void(std::span<const uint8_t>)>& sink) {
   uint8_t buffer[4096];
   for (;;) {
@@ -106,6 +105,48 @@ bool read_available(int fd, const std::function<void(std::span<const uint8_t>)>&
 }
 
 void make_nonblocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+// Snapshots carry guest memory themselves (it is Mortise's shared memory file): QEMU's stream
+// leaves out RAM that is shared, and holds only the machine (vCPU, LAPIC, clocks, boot ROM).
+absl::Status set_migration_capabilities(QmpClient& qmp) {
+  absl::StatusOr<nlohmann::json> set = qmp.execute(
+      "migrate-set-capabilities",
+      {{"capabilities", {{{"capability", "x-ignore-shared"}, {"state", true}}}}}, kCommandLimit);
+  return set.ok() ? absl::OkStatus() : set.status();
+}
+
+// Waits for the migration in progress (outgoing or incoming) to end; its error otherwise.
+absl::Status await_migration(QmpClient& qmp, const char* what) {
+  const Clock::time_point deadline = Clock::now() + kMigrationLimit;
+  for (;;) {
+    absl::StatusOr<nlohmann::json> state = qmp.execute("query-migrate", nullptr, kCommandLimit);
+    if (!state.ok()) return state.status();
+    const std::string status = state->value("status", "");
+    if (status == "completed") return absl::OkStatus();
+    if (status == "failed" || status == "cancelled") {
+      return absl::InternalError(
+          absl::StrCat("QEMU could not ", what, ": ", state->value("error-desc", status)));
+    }
+    if (Clock::now() > deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("QEMU did not ", what, " within ", kMigrationLimit.count(), " ms"));
+    }
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+}
+
+absl::StatusOr<FileDescriptor> memory_file(const char* name, std::span<const uint8_t> bytes) {
+  FileDescriptor fd(memfd_create(name, MFD_CLOEXEC));
+  if (!fd.valid()) return errno_status("memfd_create");
+  for (size_t written = 0; written < bytes.size();) {
+    const ssize_t n = write(fd.get(), bytes.data() + written, bytes.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return errno_status(name);
+    written += static_cast<size_t>(n);
+  }
+  if (lseek(fd.get(), 0, SEEK_SET) != 0) return errno_status("lseek");
+  return fd;
+}
 
 }  // namespace
 
@@ -137,33 +178,85 @@ absl::StatusOr<std::unique_ptr<QemuInstance>> QemuInstance::create(const Instanc
   if (!file.ok()) return file.status();
   absl::StatusOr<GuestMemory> memory = GuestMemory::create_shared(config.memory_bytes);
   if (!memory.ok()) return memory.status();
-  // QEMU sizes RAM in 8 KiB steps: the file grows to the next step, and the page beyond the
-  // guest's memory is never mapped for it.
-  const uint64_t qemu_memory_bytes =
-      (memory->size() + kQemuRamStep - 1) / kQemuRamStep * kQemuRamStep;
-  if (ftruncate(memory->shared_fd(), static_cast<off_t>(qemu_memory_bytes)) != 0) {
-    return errno_status("sizing the guest memory file");
-  }
-  // Under icount the guest's TSC counts virtual nanoseconds; under TCG it is the host's TSC.
-  const uint64_t tsc_khz = qemu.icount ? 1'000'000 : host_tsc_khz();
   GuestSetup setup;
   setup.engine = EngineKind::kQemu;
   setup.stack_bytes = config.stack_bytes;
   setup.app_run_ns = config.app_run_ns;
   setup.host_start_tsc = host_start_tsc;
-  setup.tsc_khz = tsc_khz;
+  setup.tsc_khz = guest_tsc_khz(qemu);
   absl::StatusOr<PreparedGuest> guest = prepare_guest(*memory, *file, setup);
   if (!guest.ok()) return guest.status();
+  return start(std::move(*memory), std::move(*guest), qemu, console, setup.tsc_khz,
+               /*machine_state=*/{});
+}
 
+uint64_t QemuInstance::guest_tsc_khz(const QemuSettings& qemu) {
+  // Under icount the guest's TSC counts virtual nanoseconds; under TCG it is the host's TSC.
+  return qemu.icount ? 1'000'000 : host_tsc_khz();
+}
+
+absl::StatusOr<std::unique_ptr<QemuInstance>> QemuInstance::restore(
+    const snapshot::Snapshot& parsed, const QemuSettings& qemu, ConsoleSink& console) {
+  if (parsed.engine != snapshot::Engine::kQemu) {
+    return absl::FailedPreconditionError(absl::StrCat("the snapshot was taken on the ",
+                                                      snapshot::engine_name(parsed.engine),
+                                                      " engine; only that engine can restore it"));
+  }
+  // The guest calibrated its timers against the TSC frequency it was told at boot; it must stay.
+  const uint64_t saved_khz = parsed.machine.tsc_khz;
+  const uint64_t here_khz = guest_tsc_khz(qemu);
+  const uint64_t difference = saved_khz > here_khz ? saved_khz - here_khz : here_khz - saved_khz;
+  if (difference * 200 > saved_khz) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the snapshot's guest TSC runs at ", saved_khz, " kHz, this engine's (",
+        engine_detail(EngineKind::kQemu, qemu), ") at ", here_khz,
+        " kHz: QEMU shows the guest the host's TSC, or virtual nanoseconds under icount"));
+  }
+  absl::StatusOr<GuestMemory> memory = GuestMemory::create_shared(parsed.memory_bytes);
+  if (!memory.ok()) return memory.status();
+  const std::span<const uint8_t> saved = parsed.section(snapshot::SectionType::kGuestMemory);
+  std::memcpy(memory->host_base(), saved.data(), std::min<uint64_t>(saved.size(), memory->size()));
+  PreparedGuest guest;
+  guest.layout = layout_of(parsed.machine);
+  guest.image = image_of(parsed.machine);
+  guest.cr3 = parsed.machine.page_tables;
+  absl::StatusOr<std::unique_ptr<QemuInstance>> instance =
+      start(std::move(*memory), std::move(guest), qemu, console, saved_khz,
+            parsed.section(snapshot::SectionType::kQemuState));
+  if (!instance.ok()) return instance.status();
+  // Parked until resume(), like a paused instance.
+  (*instance)->pause_requested_.store(true);
+  (*instance)->paused_.store(true);
+  return instance;
+}
+
+absl::StatusOr<std::unique_ptr<QemuInstance>> QemuInstance::start(
+    GuestMemory memory, PreparedGuest guest, const QemuSettings& qemu, ConsoleSink& console,
+    uint64_t tsc_khz, std::span<const uint8_t> machine_state) {
+  const bool incoming = !machine_state.empty();
+  // QEMU sizes RAM in 8 KiB steps: the file grows to the next step, and the page beyond the
+  // guest's memory is never mapped for it.
+  const uint64_t qemu_memory_bytes =
+      (memory.size() + kQemuRamStep - 1) / kQemuRamStep * kQemuRamStep;
+  if (ftruncate(memory.shared_fd(), static_cast<off_t>(qemu_memory_bytes)) != 0) {
+    return errno_status("sizing the guest memory file");
+  }
+  // A restored instance's ROM is replaced by the saved one; it only has to have the same size.
   BootRomParameters parameters;
-  parameters.entry = guest->image.entry;
-  parameters.cr3 = guest->cr3;
-  parameters.stack_top = guest->layout.stack_top;
+  parameters.entry = guest.image.entry;
+  parameters.cr3 = guest.cr3;
+  parameters.stack_top = guest.layout.stack_top;
   parameters.boot_info = tenon::abi::kBootInfoAddress;
   const std::vector<uint8_t> rom_bytes = make_boot_rom(parameters);
   if (rom_bytes.empty()) return absl::InternalError("the boot ROM built into Mortise is broken");
-  absl::StatusOr<FileDescriptor> rom = rom_file(rom_bytes);
+  absl::StatusOr<FileDescriptor> rom = memory_file("mortise-boot-rom", rom_bytes);
   if (!rom.ok()) return rom.status();
+  FileDescriptor machine_file;
+  if (incoming) {
+    absl::StatusOr<FileDescriptor> state = memory_file("mortise-qemu-state", machine_state);
+    if (!state.ok()) return state.status();
+    machine_file = std::move(*state);
+  }
 
   int qmp_pair[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qmp_pair) != 0) {
@@ -180,22 +273,23 @@ absl::StatusOr<std::unique_ptr<QemuInstance>> QemuInstance::create(const Instanc
 
   QemuLaunch launch;
   launch.binary = qemu.binary;
-  launch.arguments = qemu_arguments(qemu_memory_bytes, qemu);
+  launch.arguments = qemu_arguments(qemu_memory_bytes, qemu, incoming);
   launch.descriptors = {{kQemuQmpFd, qmp_theirs.get()},
-                        {kQemuMemoryFd, memory->shared_fd()},
+                        {kQemuMemoryFd, memory.shared_fd()},
                         {kQemuRomFd, rom->get()},
                         {kQemuConsoleFd, console_write.get()}};
+  if (incoming) launch.descriptors.push_back({kQemuIncomingFd, machine_file.get()});
   absl::StatusOr<QemuProcess> process = QemuProcess::start(launch);
   if (!process.ok()) return process.status();
   // QEMU holds its own copies now; ours would keep the console pipe open past its exit.
   qmp_theirs = FileDescriptor();
   console_write = FileDescriptor();
+  machine_file = FileDescriptor();
   make_nonblocking(console_read.get());
   make_nonblocking(process->stderr_fd());
 
-  absl::StatusOr<QmpClient> qmp = QmpClient::connect(std::move(qmp_ours), kStartLimit);
-  if (!qmp.ok()) {
-    // Say why, in QEMU's words when it left any.
+  // Why QEMU failed, in its own words when it left any.
+  auto failure = [&](const char* what, const absl::Status& status) {
     process->kill();
     std::string diagnostics;
     pollfd ended{process->pidfd(), POLLIN, 0};
@@ -204,12 +298,26 @@ absl::StatusOr<std::unique_ptr<QemuInstance>> QemuInstance::create(const Instanc
       if (diagnostics.size() < kMaxDiagnosticsBytes) diagnostics.append(bytes.begin(), bytes.end());
     });
     while (!diagnostics.empty() && diagnostics.back() == '\n') diagnostics.pop_back();
-    return absl::UnavailableError(
-        absl::StrCat("QEMU (", qemu.binary, ") did not start: ",
-                     diagnostics.empty() ? std::string(qmp.status().message()) : diagnostics));
+    return absl::Status(
+        status.code() == absl::StatusCode::kFailedPrecondition ? status.code()
+                                                               : absl::StatusCode::kUnavailable,
+        absl::StrCat("QEMU (", qemu.binary, ") ", what, ": ",
+                     diagnostics.empty() ? std::string(status.message()) : diagnostics));
+  };
+  absl::StatusOr<QmpClient> qmp = QmpClient::connect(std::move(qmp_ours), kStartLimit);
+  if (!qmp.ok()) return failure("did not start", qmp.status());
+  if (absl::Status status = set_migration_capabilities(*qmp); !status.ok()) {
+    return failure("refused Mortise's migration settings", status);
+  }
+  if (incoming) {
+    absl::StatusOr<nlohmann::json> started = qmp->execute(
+        "migrate-incoming", {{"uri", absl::StrCat("fd:", kQemuIncomingFd)}}, kCommandLimit);
+    absl::Status loaded = started.ok() ? await_migration(*qmp, "load the snapshot's machine state")
+                                       : started.status();
+    if (!loaded.ok()) return failure("could not restore the snapshot", loaded);
   }
   return std::unique_ptr<QemuInstance>(
-      new QemuInstance(std::move(*memory), std::move(*guest), std::move(*process), std::move(*qmp),
+      new QemuInstance(std::move(memory), std::move(guest), std::move(*process), std::move(*qmp),
                        std::move(console_read), std::move(wake), console, tsc_khz));
 }
 
@@ -360,8 +468,47 @@ BootTiming QemuInstance::boot_timing() const {
 }
 
 absl::StatusOr<std::unique_ptr<SnapshotCapture>> QemuInstance::capture(
-    const SnapshotLabels&) const {
-  return absl::UnimplementedError("snapshots run on the kvm engine only");
+    const SnapshotLabels& labels) const {
+  if (!paused_.load()) {
+    return absl::FailedPreconditionError("the instance must be paused for a snapshot");
+  }
+  absl::StatusOr<std::unique_ptr<SnapshotCapture>> captured = begin_capture(
+      snapshot::Engine::kQemu, labels, memory_, guest_.layout, guest_.image, tsc_khz_);
+  if (!captured.ok()) return captured.status();
+  FileDescriptor stream(memfd_create("mortise-qemu-state", MFD_CLOEXEC));
+  if (!stream.valid()) return errno_status("memfd_create");
+  {
+    std::lock_guard lock(qmp_mutex_);
+    if (finished_.load()) return absl::FailedPreconditionError("the guest has stopped");
+    // A stopped machine is saved in one pass; QEMU stays stopped ("postmigrate") until cont.
+    absl::StatusOr<nlohmann::json> handed =
+        qmp_.execute_with_fd("getfd", {{"fdname", kSnapshotFdName}}, stream.get(), kCommandLimit);
+    if (!handed.ok()) return handed.status();
+    absl::StatusOr<nlohmann::json> started =
+        qmp_.execute("migrate", {{"uri", absl::StrCat("fd:", kSnapshotFdName)}}, kCommandLimit);
+    if (!started.ok()) return started.status();
+    if (absl::Status saved = await_migration(qmp_, "save the machine state"); !saved.ok()) {
+      return saved;
+    }
+  }
+  struct stat written {};
+  if (fstat(stream.get(), &written) != 0) return errno_status("fstat");
+  const auto size = static_cast<uint64_t>(written.st_size);
+  if (size == 0 || size > snapshot::kMaxQemuStateBytes) {
+    return absl::InternalError(absl::StrCat("QEMU's machine state has ", size,
+                                            " bytes; a snapshot holds 1 to ",
+                                            snapshot::kMaxQemuStateBytes));
+  }
+  std::vector<uint8_t>& state = (*captured)->qemu_state;
+  state.resize(size);
+  for (uint64_t done = 0; done < size;) {
+    const ssize_t n =
+        pread(stream.get(), state.data() + done, size - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return errno_status("reading QEMU's machine state");
+    done += static_cast<uint64_t>(n);
+  }
+  return captured;
 }
 
 std::string QemuInstance::qemu_diagnostics() const {

@@ -3,7 +3,8 @@
 // boot ROM that enters the image in long mode, and drives the QEMU process over QMP: start,
 // pause and resume, stop. Mortise reads the telemetry page live from the shared memory, takes
 // console bytes from QEMU's debug console, and decides how the guest ended from QEMU's exit code
-// and the exit record the guest left (qemu_exit.h).
+// and the exit record the guest left (qemu_exit.h). A snapshot is guest memory (Mortise's file)
+// plus QEMU's migration stream of the machine without its RAM.
 #pragma once
 
 #include <atomic>
@@ -12,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -23,6 +25,7 @@
 #include "kvm.h"
 #include "qemu_process.h"
 #include "qmp_client.h"
+#include "snapshot_format.h"
 
 namespace mortise {
 
@@ -35,6 +38,12 @@ class QemuInstance final : public Instance {
                                                               const QemuSettings& qemu,
                                                               ConsoleSink& console,
                                                               uint64_t host_start_tsc = 0);
+  // A paused instance from a snapshot this engine took: guest memory from the snapshot, the
+  // machine (vCPU, LAPIC, clocks) from QEMU's stream in it. Refused with FAILED_PRECONDITION
+  // when the snapshot is another engine's or its guest TSC frequency differs from this engine's.
+  static absl::StatusOr<std::unique_ptr<QemuInstance>> restore(const snapshot::Snapshot& parsed,
+                                                               const QemuSettings& qemu,
+                                                               ConsoleSink& console);
   ~QemuInstance() override;
 
   EngineKind engine() const override { return EngineKind::kQemu; }
@@ -61,6 +70,13 @@ class QemuInstance final : public Instance {
   QemuInstance(GuestMemory memory, PreparedGuest guest, QemuProcess process, QmpClient qmp,
                FileDescriptor console, FileDescriptor wake, ConsoleSink& console_sink,
                uint64_t tsc_khz);
+  // Starts QEMU on prepared memory, held before the first instruction; with `machine_state`
+  // (QEMU's stream from a snapshot) the machine is loaded from it first.
+  static absl::StatusOr<std::unique_ptr<QemuInstance>> start(
+      GuestMemory memory, PreparedGuest guest, const QemuSettings& qemu, ConsoleSink& console,
+      uint64_t tsc_khz, std::span<const uint8_t> machine_state);
+  // The TSC frequency the guest sees.
+  static uint64_t guest_tsc_khz(const QemuSettings& qemu);
   // Moves what QEMU wrote to its console and stderr along; false at end of file on both.
   bool drain_output(bool block);
   std::string guest_position();
@@ -69,7 +85,7 @@ class QemuInstance final : public Instance {
   PreparedGuest guest_;
   QemuProcess process_;
   mutable std::mutex qmp_mutex_;
-  QmpClient qmp_;
+  mutable QmpClient qmp_;   // guarded by qmp_mutex_
   FileDescriptor console_;  // QEMU's debug console, read end
   FileDescriptor wake_;     // eventfd: stop() wakes run()
   ConsoleSink& console_sink_;

@@ -340,11 +340,7 @@ nlohmann::json run_b4(const Options& options) {
                              {"mortise_vmm", summarize(resume_vmm)}}}};
   if (!first_failure.empty()) result["first_failure"] = first_failure;
   if (options.snapshot_iterations > 0) {
-    if (options.engine == "kvm") {
-      result["snapshot_restore"] = run_b4_snapshots(options);
-    } else {
-      result["snapshot_restore"] = {{"skipped", "snapshots run on the kvm engine only"}};
-    }
+    result["snapshot_restore"] = run_b4_snapshots(options);
   }
   if (std::optional<tenon::v1::Vm> vm = get(stub, name, true);
       vm && vm->telemetry().tasks_size() > 0) {

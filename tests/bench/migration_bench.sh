@@ -3,8 +3,9 @@
 # two devices) moves a running control-loop instance back and forth with `tenonctl migrate` and
 # records each report: downtime (pause at the source to running at the target), snapshot,
 # transfer and restore-and-resume times, snapshot size. Writes one JSON file; never fails on a
-# timing. Migration moves a snapshot, which only Mortise's kvm engine takes: exit 77 (skipped)
-# with the reason in the JSON where that engine cannot run; exit 1 when a migration fails.
+# timing. Both devices run the engine `mortise engines` picks here (kvm where it runs, else
+# qemu), named in the JSON; exit 77 (skipped) with the reason where no engine runs, exit 1 when
+# a migration fails.
 #   tests/bench/migration_bench.sh BUILD_DIR OUTPUT [ROUNDS] [COMMIT] [COMMAND]
 set -euo pipefail
 build_dir="$1"
@@ -29,10 +30,12 @@ report() {  # extra JSON fields
 }
 engines=$("$build_dir/bin/mortise" engines -o json 2>/dev/null || true)
 [[ -n "$engines" ]] || engines='{}'
-if [[ "$(jq -r '.kvm.usable // false' <<<"$engines")" != true ]]; then
-  why=$(jq -r '.kvm.problem // "mortise engines failed"' <<<"$engines")
-  report "$(jq -n --arg why "$why" '{skipped: ("migration needs snapshots, which only the kvm engine takes, and the kvm engine cannot run here: " + $why)}')"
-  echo "B4 migration skipped: the kvm engine cannot run here"
+engine=$(jq -r '.auto // empty' <<<"$engines")
+if [[ -z "$engine" ]]; then
+  why=$(jq -r '[.kvm.problem, .qemu.problem] | map(select(. != null and . != "")) | join("; ")
+               | if . == "" then "mortise engines failed" else . end' <<<"$engines")
+  report "$(jq -n --arg why "$why" '{skipped: ("no engine can run guests here: " + $why)}')"
+  echo "B4 migration skipped: no engine can run guests here"
   exit 77
 fi
 
@@ -54,7 +57,7 @@ grpc=$(jq -r .grpc_address "$work/ready.json")
 printf 'server: %s\ntoken_file: %s\n' "$grpc" "$work/controller/operator-token" >"$work/ctl.yaml"
 tenonctl() { "$bin/tenonctl" --config "$work/ctl.yaml" "$@"; }
 for device in a b; do
-  "$bin/mortised" --engine kvm --socket "$work/mortised-$device.sock" \
+  "$bin/mortised" --engine "$engine" --socket "$work/mortised-$device.sock" \
     --state-dir "$work/mortise-$device" >"$work/mortised-$device.log" 2>&1 &
   pids+=($!)
   wait_for "$work/mortised-$device.sock"
@@ -120,8 +123,8 @@ summary=$(jq -c '
      transfer_ms: ($ok | map(.transfer_time | ms) | stats),
      restore_and_resume_ms: ($ok | map(.restore_time | ms) | stats),
      snapshot_bytes: ($ok | map(.snapshot_bytes | tonumber) | max)}' <<<"$samples")
-report "$(jq -c --argjson s "$summary" --argjson raw "$samples" \
-  '{engine: "kvm", migration: $s, samples: $raw}' <<<'{}')"
+report "$(jq -c --argjson s "$summary" --argjson raw "$samples" --arg engine "$engine" \
+  '{engine: $engine, migration: $s, samples: $raw}' <<<'{}')"
 jq -c .migration "$output"
 failed=$(jq -r .migration.failed "$output")
 if [[ "$failed" != 0 ]]; then

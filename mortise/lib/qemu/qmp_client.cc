@@ -3,6 +3,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -38,11 +39,39 @@ absl::StatusOr<QmpClient> QmpClient::connect(FileDescriptor socket,
 absl::StatusOr<nlohmann::json> QmpClient::execute(const std::string& command,
                                                   const nlohmann::json& arguments,
                                                   std::chrono::milliseconds timeout) {
+  if (absl::Status sent = send_command(command, arguments, -1); !sent.ok()) return sent;
+  return await_answer(command, timeout);
+}
+
+absl::StatusOr<nlohmann::json> QmpClient::execute_with_fd(const std::string& command,
+                                                          const nlohmann::json& arguments, int fd,
+                                                          std::chrono::milliseconds timeout) {
+  if (absl::Status sent = send_command(command, arguments, fd); !sent.ok()) return sent;
+  return await_answer(command, timeout);
+}
+
+absl::Status QmpClient::send_command(const std::string& command, const nlohmann::json& arguments,
+                                     int fd) {
   nlohmann::json request{{"execute", command}};
   if (!arguments.is_null()) request["arguments"] = arguments;
   const std::string line = request.dump() + "\n";
   for (size_t sent = 0; sent < line.size();) {
-    const ssize_t n = send(socket_.get(), line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
+    iovec part{const_cast<char*>(line.data() + sent), line.size() - sent};
+    msghdr message{};
+    message.msg_iov = &part;
+    message.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    if (fd >= 0 && sent == 0) {
+      // The descriptor travels with the command's first byte; QEMU takes it from there.
+      message.msg_control = control;
+      message.msg_controllen = sizeof(control);
+      cmsghdr* header = CMSG_FIRSTHDR(&message);
+      header->cmsg_level = SOL_SOCKET;
+      header->cmsg_type = SCM_RIGHTS;
+      header->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(header), &fd, sizeof(int));
+    }
+    const ssize_t n = sendmsg(socket_.get(), &message, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       return absl::UnavailableError(
@@ -50,6 +79,11 @@ absl::StatusOr<nlohmann::json> QmpClient::execute(const std::string& command,
     }
     sent += static_cast<size_t>(n);
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<nlohmann::json> QmpClient::await_answer(const std::string& command,
+                                                       std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     absl::StatusOr<nlohmann::json> message = read_message(deadline);

@@ -26,6 +26,11 @@ class QmpClient {
   absl::StatusOr<nlohmann::json> execute(const std::string& command,
                                          const nlohmann::json& arguments,
                                          std::chrono::milliseconds timeout);
+  // The same, handing QEMU a copy of `fd` with the command (SCM_RIGHTS), as `getfd` and
+  // `add-fd` expect.
+  absl::StatusOr<nlohmann::json> execute_with_fd(const std::string& command,
+                                                 const nlohmann::json& arguments, int fd,
+                                                 std::chrono::milliseconds timeout);
 
   // Reads what QEMU sends until it closes the socket or `timeout` passes, keeping the events (for
   // the last words of a QEMU that has exited).
@@ -36,6 +41,9 @@ class QmpClient {
 
  private:
   explicit QmpClient(FileDescriptor socket) : socket_(std::move(socket)) {}
+  absl::Status send_command(const std::string& command, const nlohmann::json& arguments, int fd);
+  absl::StatusOr<nlohmann::json> await_answer(const std::string& command,
+                                              std::chrono::milliseconds timeout);
   // The next message, or an error when none comes in time.
   absl::StatusOr<nlohmann::json> read_message(std::chrono::steady_clock::time_point deadline);
 

@@ -17,31 +17,34 @@
 
 namespace mortise::testing {
 
-// The engine the tests' mortised runs, and the directory of this build's images for it.
+// The engine the tests' mortised runs unless a test names one, and the directory of this build's
+// images for an engine.
 inline EngineKind test_engine() { return tenon::test_support::auto_engine(); }
-inline std::string test_image_directory() {
-  return tenon::test_support::image_dir(TENON_IMAGE_DIR, test_engine());
+inline std::string test_image_directory(EngineKind engine = test_engine()) {
+  return tenon::test_support::image_dir(TENON_IMAGE_DIR, engine);
 }
 
-inline std::string image(const std::string& name) { return test_image_directory() + "/" + name; }
+inline std::string image(const std::string& name, EngineKind engine = test_engine()) {
+  return test_image_directory(engine) + "/" + name;
+}
 
 // Guest work is slow under nested KVM: a deadline a passing run never comes near.
 inline std::chrono::system_clock::time_point rpc_deadline() {
   return std::chrono::system_clock::now() + std::chrono::seconds(60);
 }
 
-// mortised serving this build's images on the test engine.
-inline MortisedOptions test_mortised_options() {
+// mortised serving this build's images on an engine.
+inline MortisedOptions test_mortised_options(EngineKind engine = test_engine()) {
   MortisedOptions options;
   options.mortised_binary = MORTISED_BINARY;
-  options.image_directory = test_image_directory();
-  options.extra_arguments = {"--engine", engine_name(test_engine())};
+  options.image_directory = test_image_directory(engine);
+  options.extra_arguments = {"--engine", engine_name(engine)};
   return options;
 }
 
 // Starts mortised serving this build's images; null (with a test failure) when it cannot.
-inline std::unique_ptr<MortisedProcess> start_test_mortised() {
-  const MortisedOptions options = test_mortised_options();
+inline std::unique_ptr<MortisedProcess> start_test_mortised(EngineKind engine = test_engine()) {
+  const MortisedOptions options = test_mortised_options(engine);
   absl::StatusOr<std::unique_ptr<MortisedProcess>> started = MortisedProcess::start(options);
   EXPECT_TRUE(started.ok()) << started.status();
   return started.ok() ? std::move(*started) : nullptr;
