@@ -7,6 +7,8 @@
 
 #include <cstring>
 
+#include "absl/strings/match.h"
+
 namespace tenon::agent {
 
 tenon::v1::DeviceProfile make_profile(const tenon::v1::HostInfo* host_info) {
@@ -37,6 +39,9 @@ tenon::v1::DeviceProfile make_profile(const tenon::v1::HostInfo* host_info) {
     profile.set_guest_abi_version(host_info->guest_abi_version());
     profile.set_mortise_version(host_info->mortise_version());
     profile.set_engine(host_info->engine_detail());
+    if (absl::StartsWith(host_info->engine(), "qemu")) {
+      profile.set_qemu_version(host_info->qemu_version());
+    }
   }
   return profile;
 }

@@ -19,6 +19,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "google/protobuf/util/time_util.h"
+#include "migration_policy.h"
 #include "nlohmann/json.hpp"
 #include "object_meta.h"
 #include "sha256.h"
@@ -1760,25 +1761,12 @@ absl::StatusOr<v1::MigrateResponse> Controller::migrate(const v1::MigrateRequest
     absl::StatusOr<std::optional<v1::Object>> source =
         tx.get_object(v1::OBJECT_KIND_DEVICE, instance.spec().device());
     if (!source.ok()) return source.status();
-    if (source->has_value() &&
-        (target_profile.arch() != (**source).device().status().profile().arch() ||
-         target_profile.guest_abi_version() !=
-             (**source).device().status().profile().guest_abi_version())) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "Device ", request.target_device(), " cannot run this image: other arch or guest ABI"));
-    }
-    // Migration moves a snapshot, which only Mortise's kvm engine takes and restores (an
-    // agent that reports no engine predates the QEMU engine: it runs KVM).
-    for (const auto& [role, device, profile] :
-         {std::tuple{
-              "source", instance.spec().device(),
-              source->has_value() ? (**source).device().status().profile() : v1::DeviceProfile()},
-          std::tuple{"target", request.target_device(), target_profile}}) {
-      if (!profile.engine().empty() && profile.engine() != "kvm") {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "cannot migrate: the ", role, " device ", device, " runs Mortise's ", profile.engine(),
-            " engine, which has no snapshots; migration needs the kvm engine "
-            "at both ends"));
+    if (source->has_value()) {
+      if (absl::Status allowed =
+              check_migration(instance.spec().device(), (**source).device().status().profile(),
+                              request.target_device(), target_profile);
+          !allowed.ok()) {
+        return allowed;
       }
     }
     if (std::find(target_profile.mortise_libraries().begin(),

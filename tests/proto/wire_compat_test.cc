@@ -112,6 +112,7 @@ field tenon.v1.DeviceProfile.mortise_version = 10: string
 field tenon.v1.DeviceProfile.agent_version = 11: string
 field tenon.v1.DeviceProfile.kernel_release = 12: string
 field tenon.v1.DeviceProfile.engine = 13: string
+field tenon.v1.DeviceProfile.qemu_version = 14: string
 field tenon.v1.DeviceSpec.cordoned = 1: bool
 field tenon.v1.DeviceStatus.connection_state = 1: tenon.v1.ConnectionState
 field tenon.v1.DeviceStatus.profile = 2: tenon.v1.DeviceProfile

@@ -79,11 +79,15 @@ class FleetTest : public ::testing::Test {
     dir_ = pattern;
     start_controller("127.0.0.1:0");
     auto mortised =
-        mortise::testing::MortisedProcess::start(mortise::testing::test_mortised_options());
+        mortise::testing::MortisedProcess::start(mortise::testing::test_mortised_options(engine()));
     ASSERT_TRUE(mortised.ok()) << mortised.status();
     mortised_ = std::move(*mortised);
     std::ofstream(dir_ + "/fleet.yaml") << kManifest;
   }
+
+  // The engine the device's mortised runs: the one `--engine auto` picks here, unless a test
+  // asks for another.
+  virtual mortise::EngineKind engine() const { return mortise::testing::test_engine(); }
 
   void TearDown() override {
     agent_.reset();
@@ -360,19 +364,19 @@ TEST_F(FleetTest, WrongTokensAndBadManifestsAreRefusedAndChangeNothing) {
   EXPECT_THAT(tenonctl("get app loop -o yaml").output, HasSubstr("20000"));
 }
 
-// Two devices, each with its own mortised and agent: edge-1 runs the control loop, edge-2 runs
-// nothing until the instance migrates there.
-class MigrationTest : public FleetTest {
+// Two devices, each with its own mortised and agent, on each engine this host has: edge-1 runs
+// the control loop, edge-2 runs nothing until the instance migrates there.
+class MigrationTest : public FleetTest, public ::testing::WithParamInterface<mortise::EngineKind> {
  protected:
+  mortise::EngineKind engine() const override { return GetParam(); }
+  // The engine of edge-2's mortised.
+  virtual mortise::EngineKind second_engine() const { return engine(); }
+
   void SetUp() override {
     FleetTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    if (mortise::testing::test_engine() != mortise::EngineKind::kKvm && !refusal_test_) {
-      GTEST_SKIP() << "migration moves a snapshot, which only the kvm engine takes; mortised "
-                      "runs the qemu engine here (MigrationQemuTest checks the refusal)";
-    }
-    auto second =
-        mortise::testing::MortisedProcess::start(mortise::testing::test_mortised_options());
+    auto second = mortise::testing::MortisedProcess::start(
+        mortise::testing::test_mortised_options(second_engine()));
     ASSERT_TRUE(second.ok()) << second.status();
     second_mortised_ = std::move(*second);
     std::string manifest = kManifest;
@@ -410,11 +414,33 @@ class MigrationTest : public FleetTest {
     return running;
   }
 
+  // A step that does not finish (the mortised it needs, "source" or "target", is frozen) rolls
+  // the migration back: the instance runs at the source again, exactly once.
+  void expect_rollback_when_frozen(const std::string& frozen) {
+    const nlohmann::json before = instances().at(0);
+    const std::string name = before["metadata"]["name"];
+    mortise::testing::MortisedProcess& stopped =
+        frozen == "source" ? *mortised_ : *second_mortised_;
+    ::kill(stopped.pid(), SIGSTOP);
+    ShellResult failed = tenonctl("migrate " + name + " --to edge-2");
+    ::kill(stopped.pid(), SIGCONT);
+    EXPECT_NE(failed.exit_code, 0) << failed.output;
+    EXPECT_THAT(failed.output, HasSubstr("failed at step"));
+    EXPECT_TRUE(eventually(
+        [&] {
+          nlohmann::json items = instances();
+          return items.size() == 1 && items[0]["spec"]["device"] == "edge-1" && converged(1) &&
+                 running_copies() == 1 && vms_of(*second_mortised_).empty();
+        },
+        60s))
+        << tenonctl("get instances -o wide").output << agent_->log() << second_agent_->log();
+    EXPECT_EQ(instances().at(0)["metadata"]["uid"], before["metadata"]["uid"]);
+  }
+
   std::unique_ptr<mortise::testing::MortisedProcess> second_mortised_;
-  bool refusal_test_ = false;
 };
 
-TEST_F(MigrationTest, MovesTheInstanceWithItsIdentityAndHistory) {
+TEST_P(MigrationTest, MovesTheInstanceWithItsIdentityAndHistory) {
   const nlohmann::json before = instances().at(0);
   const std::string name = before["metadata"]["name"];
   const uint64_t jobs_before = jobs(before);
@@ -455,7 +481,7 @@ TEST_F(MigrationTest, MovesTheInstanceWithItsIdentityAndHistory) {
   EXPECT_THAT(agent_->log(), HasSubstr("restored " + name)) << "restored, not booted";
 }
 
-TEST_F(MigrationTest, ToADisconnectedDeviceIsRefusedAndChangesNothing) {
+TEST_P(MigrationTest, ToADisconnectedDeviceIsRefusedAndChangesNothing) {
   const std::string name = instances().at(0)["metadata"]["name"];
   second_agent_->signal(SIGKILL);
   second_agent_->wait_exit(10s);
@@ -472,52 +498,55 @@ TEST_F(MigrationTest, ToADisconnectedDeviceIsRefusedAndChangesNothing) {
   EXPECT_EQ(running_copies(), 1u);
 }
 
-// A step that does not finish (the mortised it needs is frozen) rolls the migration back: the
-// instance runs at the source again, exactly once.
-class MigrationFailureTest : public MigrationTest,
-                             public ::testing::WithParamInterface<const char*> {};
-
-TEST_P(MigrationFailureTest, LeavesOneRunningCopyAtTheSource) {
-  const std::string frozen = GetParam();
-  const nlohmann::json before = instances().at(0);
-  const std::string name = before["metadata"]["name"];
-  mortise::testing::MortisedProcess& stopped = frozen == "source" ? *mortised_ : *second_mortised_;
-  ::kill(stopped.pid(), SIGSTOP);
-  ShellResult failed = tenonctl("migrate " + name + " --to edge-2");
-  ::kill(stopped.pid(), SIGCONT);
-  EXPECT_NE(failed.exit_code, 0) << failed.output;
-  EXPECT_THAT(failed.output, HasSubstr("failed at step"));
-  EXPECT_TRUE(eventually(
-      [&] {
-        nlohmann::json items = instances();
-        return items.size() == 1 && items[0]["spec"]["device"] == "edge-1" && converged(1) &&
-               running_copies() == 1 && vms_of(*second_mortised_).empty();
-      },
-      60s))
-      << tenonctl("get instances -o wide").output << agent_->log() << second_agent_->log();
-  EXPECT_EQ(instances().at(0)["metadata"]["uid"], before["metadata"]["uid"]);
+TEST_P(MigrationTest, AFrozenSourceRollsBackToOneRunningCopyAtTheSource) {
+  expect_rollback_when_frozen("source");
 }
 
-INSTANTIATE_TEST_SUITE_P(FrozenMortised, MigrationFailureTest,
-                         ::testing::Values("source", "target"));
+TEST_P(MigrationTest, AFrozenTargetRollsBackToOneRunningCopyAtTheSource) {
+  expect_rollback_when_frozen("target");
+}
 
-class MigrationQemuTest : public MigrationTest {
+std::string engine_test_name(const ::testing::TestParamInfo<mortise::EngineKind>& info) {
+  return mortise::engine_name(info.param);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, MigrationTest,
+                         ::testing::ValuesIn(tenon::test_support::usable_engines()),
+                         engine_test_name);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(MigrationTest);
+
+// edge-2 runs the other engine: a snapshot taken by one engine is never restored by the other,
+// so the controller refuses the migration up front, naming both engines.
+class MigrationBetweenEnginesTest : public MigrationTest {
  protected:
-  MigrationQemuTest() { refusal_test_ = true; }
+  mortise::EngineKind second_engine() const override {
+    return engine() == mortise::EngineKind::kKvm ? mortise::EngineKind::kQemu
+                                                 : mortise::EngineKind::kKvm;
+  }
+  void SetUp() override {
+    if (tenon::test_support::usable_engines().size() < 2) {
+      GTEST_SKIP() << "one engine runs here; the policy itself is MigrationPolicy's unit test";
+    }
+    MigrationTest::SetUp();
+  }
 };
 
-TEST_F(MigrationQemuTest, IsRefusedNamingTheEngineAndChangesNothing) {
-  if (mortise::testing::test_engine() != mortise::EngineKind::kQemu) {
-    GTEST_SKIP() << "mortised runs the kvm engine here, which migrates";
-  }
+TEST_P(MigrationBetweenEnginesTest, IsRefusedNamingBothEnginesAndChangesNothing) {
   ASSERT_TRUE(eventually([&] { return converged(1); }, 60s)) << tenonctl("get instances").output;
   const std::string name = instances().at(0)["metadata"]["name"];
   ShellResult refused = tenonctl("migrate " + name + " --to edge-2");
   EXPECT_EQ(refused.exit_code, 1) << refused.output;
-  EXPECT_THAT(refused.output, HasSubstr("qemu-tcg engine, which has no snapshots"));
+  EXPECT_THAT(refused.output, HasSubstr("restored only by the engine that took it"));
+  EXPECT_THAT(refused.output, HasSubstr(mortise::engine_detail(engine(), {})));
+  EXPECT_THAT(refused.output, HasSubstr(mortise::engine_detail(second_engine(), {})));
   EXPECT_EQ(vms().size(), 1u);
   EXPECT_TRUE(vms_of(*second_mortised_).empty());
 }
+
+INSTANTIATE_TEST_SUITE_P(Engines, MigrationBetweenEnginesTest,
+                         ::testing::ValuesIn(tenon::test_support::usable_engines()),
+                         engine_test_name);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(MigrationBetweenEnginesTest);
 
 TEST_F(FleetTest, DeploymentsDeclareAChannelAndTheirInstancesTalkOverIt) {
   std::ofstream(dir_ + "/channels.yaml")
