@@ -202,17 +202,6 @@ int run(const RunOptions& options, uint64_t process_start_tsc) {
                           absl::StrCat(flag, " takes a positive duration such as 500ms, 10s, 2m"));
     }
   }
-  const mortise::HostPartition partition = mortise::default_partition();
-  mortise::PlacementRequest request;
-  request.policy =
-      options.realtime ? mortise::PlacementPolicy::kRealtime : mortise::PlacementPolicy::kAnywhere;
-  request.cpu = options.cpu;
-  request.realtime_priority = options.rt_priority;
-  absl::StatusOr<mortise::Placement> placement = mortise::place_current_thread(request, partition);
-  if (!placement.ok()) {
-    return report_error(options, kUsage, "usage", std::string(placement.status().message()));
-  }
-
   absl::StatusOr<mortise::EngineChoice> choice = mortise::parse_engine_choice(options.engine);
   if (!choice.ok()) {
     return report_error(options, kUsage, "usage", std::string(choice.status().message()));
@@ -258,6 +247,18 @@ int run(const RunOptions& options, uint64_t process_start_tsc) {
     }
     return report_error(options, engine_failed ? kHypervisorError : kLoadError,
                         engine_failed ? "hypervisor-error" : "load-error", message);
+  }
+  // Placed once created: on the qemu engine the vCPU is QEMU's, which must exist to be pinned.
+  const mortise::HostPartition partition = mortise::default_partition();
+  mortise::PlacementRequest request;
+  request.policy =
+      options.realtime ? mortise::PlacementPolicy::kRealtime : mortise::PlacementPolicy::kAnywhere;
+  request.cpu = options.cpu;
+  request.realtime_priority = options.rt_priority;
+  absl::StatusOr<mortise::Placement> placement =
+      mortise::place_instance(**instance, request, partition);
+  if (!placement.ok()) {
+    return report_error(options, kUsage, "usage", std::string(placement.status().message()));
   }
   const std::string engine_detail = mortise::engine_detail(*engine, qemu);
   std::cerr << "mortise: engine " << engine_detail
@@ -379,7 +380,8 @@ int main(int argc, char** argv) {
   run_command->add_option("--cpu", options.cpu, "Pin the vCPU to this host CPU");
   run_command->add_flag("--realtime", options.realtime,
                         "Real-time placement: a real-time partition core (or --cpu), SCHED_FIFO, "
-                        "HLT/PAUSE exits disabled where KVM allows");
+                        "HLT/PAUSE exits disabled where KVM allows; on the qemu engine, QEMU "
+                        "pinned to that core without SCHED_FIFO");
   run_command
       ->add_option("--rt-priority", options.rt_priority, "SCHED_FIFO priority for --realtime")
       ->check(CLI::Range(1, 99))

@@ -456,7 +456,7 @@ int VmmRunner::run() {
       options_.rt_priority > 0 ? PlacementPolicy::kRealtime : PlacementPolicy::kAnywhere;
   request.realtime_priority = options_.rt_priority;
   HostPartition partition = default_partition();
-  absl::StatusOr<Placement> placement = place_current_thread(request, partition);
+  absl::StatusOr<Placement> placement = place_instance(*instance_, request, partition);
 
   ExitReason reason;
   if (!placement.ok()) {

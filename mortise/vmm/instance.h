@@ -3,6 +3,8 @@
 // qemu_instance.h (a QEMU process).
 #pragma once
 
+#include <sys/types.h>
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -141,6 +143,10 @@ class Instance {
   // was let back in. UNIMPLEMENTED on engines that cannot snapshot.
   virtual absl::StatusOr<std::unique_ptr<SnapshotCapture>> capture(
       const SnapshotLabels& labels) const = 0;
+
+  // The process that runs the guest's vCPU when it is not the owner's calling thread (QEMU's,
+  // on the qemu engine); nothing on engines whose vCPU is the thread that calls run().
+  virtual std::optional<pid_t> vcpu_process() const = 0;
 };
 
 // Reads the host TSC.

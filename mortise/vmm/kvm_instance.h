@@ -47,6 +47,7 @@ class KvmInstance final : public Instance {
   // written after the guest was let back in.
   absl::StatusOr<std::unique_ptr<SnapshotCapture>> capture(
       const SnapshotLabels& labels) const override;
+  std::optional<pid_t> vcpu_process() const override { return std::nullopt; }
   // The guest was stopped in the middle of a telemetry update (its seqlock is odd): a snapshot
   // taken now would restore into an instance whose telemetry cannot be read until it runs.
   bool telemetry_mid_update() const override;

@@ -5,11 +5,15 @@
 #include <sched.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <system_error>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "instance.h"
 
 namespace mortise {
 
@@ -74,6 +78,45 @@ std::string describe(const Placement& placement) {
       &text, placement.fifo ? absl::StrCat(", SCHED_FIFO ", placement.priority) : ", SCHED_OTHER");
   if (!placement.note.empty()) absl::StrAppend(&text, " (", placement.note, ")");
   return text;
+}
+
+absl::StatusOr<Placement> place_instance(const Instance& instance, const PlacementRequest& request,
+                                         const HostPartition& partition) {
+  const std::optional<pid_t> process = instance.vcpu_process();
+  if (!process) return place_current_thread(request, partition);
+  Placement placement;
+  std::optional<int> cpu = request.cpu;
+  if (!cpu && request.policy == PlacementPolicy::kRealtime) cpu = partition.realtime_cpus.front();
+  if (cpu) {
+    if (*cpu < 0 || *cpu >= CPU_SETSIZE) {
+      return absl::InvalidArgumentError(absl::StrCat("CPU ", *cpu, " does not exist"));
+    }
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(*cpu, &set);
+    // Every thread QEMU has started (its vCPU thread exists from the start, held by -S); threads
+    // it starts later inherit the mask of the thread that starts them.
+    std::error_code error;
+    const std::filesystem::path tasks = absl::StrCat("/proc/", *process, "/task");
+    for (const auto& task : std::filesystem::directory_iterator(tasks, error)) {
+      const pid_t thread = static_cast<pid_t>(std::atoi(task.path().filename().c_str()));
+      if (thread > 0 && sched_setaffinity(thread, sizeof(set), &set) != 0 && errno != ESRCH) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("cannot pin QEMU to CPU ", *cpu, ": ", std::strerror(errno)));
+      }
+    }
+    if (error) {
+      return absl::InternalError(
+          absl::StrCat("cannot list QEMU's threads in ", tasks.string(), ": ", error.message()));
+    }
+    placement.cpu = cpu;
+  }
+  if (request.policy == PlacementPolicy::kRealtime) {
+    placement.note =
+        "qemu engine: QEMU pinned, not SCHED_FIFO (its TCG vCPU thread would starve QEMU's "
+        "other threads on that core)";
+  }
+  return placement;
 }
 
 }  // namespace mortise

@@ -1,6 +1,7 @@
 // Where an instance's vCPU runs: the host is split into a management partition (housekeeping,
 // daemons) and a real-time partition (cores handed to Tenon vCPUs). A real-time placement pins
-// the vCPU thread to a real-time core with SCHED_FIFO priority.
+// the vCPU thread to a real-time core with SCHED_FIFO priority, on the kvm engine; on the qemu
+// engine it pins QEMU to that core and leaves it SCHED_OTHER (place_instance).
 #pragma once
 
 #include <optional>
@@ -10,6 +11,8 @@
 #include "absl/status/statusor.h"
 
 namespace mortise {
+
+class Instance;
 
 struct HostPartition {
   std::vector<int> management_cpus;
@@ -41,5 +44,13 @@ struct Placement {
 absl::StatusOr<Placement> place_current_thread(const PlacementRequest& request,
                                                const HostPartition& partition);
 std::string describe(const Placement& placement);
+
+// Places a created instance's vCPU. On the kvm engine the vCPU is the calling thread (the one
+// that will call run()): place_current_thread. On the qemu engine it is a thread of QEMU: every
+// thread of QEMU is pinned to the CPU the request names (the real-time core for kRealtime), never
+// made SCHED_FIFO (TCG's vCPU thread would starve QEMU's own threads on that core, and the host
+// with them); the calling thread, which only waits, is left where it is.
+absl::StatusOr<Placement> place_instance(const Instance& instance, const PlacementRequest& request,
+                                         const HostPartition& partition);
 
 }  // namespace mortise

@@ -61,10 +61,10 @@ class QemuInstance final : public Instance {
   const ElfImage& image() const override { return guest_.image; }
   absl::StatusOr<std::unique_ptr<SnapshotCapture>> capture(
       const SnapshotLabels& labels) const override;
+  std::optional<pid_t> vcpu_process() const override { return process_.pid(); }
 
   // What QEMU printed on its stderr so far (bounded).
   std::string qemu_diagnostics() const;
-  pid_t qemu_pid() const { return process_.pid(); }
 
  private:
   QemuInstance(GuestMemory memory, PreparedGuest guest, QemuProcess process, QmpClient qmp,

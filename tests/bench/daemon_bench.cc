@@ -546,11 +546,6 @@ int main(int argc, char** argv) {
     return tenon::bench::kSkipped;
   }
   report["engine"] = engine.name;
-  if (engine.name != "kvm") {
-    // SCHED_FIFO is for Mortise's own vCPU: next to QEMU's threads on one core it starves them.
-    options.b4_policy = "anywhere";
-    options.b4_rt_priority = 0;
-  }
   if (!skip_b4) report["B4"] = run_b4(options);
   if (!skip_b6) report["B6"] = run_b6(options);
   std::ofstream(output_path) << report.dump(2) << "\n";

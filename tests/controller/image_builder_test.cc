@@ -183,11 +183,8 @@ TEST_P(BootTest, AcceptedControlLoopKeepsItsDeadlinesUnderMortise) {
   absl::StatusOr<BuiltImage> built = builder.build(real_catalog(), composition);
   ASSERT_TRUE(built.ok()) << built.status();
   int exit_code = -1;
-  const nlohmann::json record = boot_as_planned(
-      GetParam(), *built, composition,
-      // SCHED_FIFO only for Mortise's own vCPU (see realtime_test.cc).
-      GetParam() == mortise::EngineKind::kKvm ? "--realtime --app-run 10s" : "--app-run 10s",
-      &exit_code);
+  const nlohmann::json record =
+      boot_as_planned(GetParam(), *built, composition, "--realtime --app-run 10s", &exit_code);
   ASSERT_EQ(exit_code, 0) << record.dump();
   ASSERT_EQ(record["telemetry"]["tasks"].size(), 3u) << record.dump();
   for (const nlohmann::json& task : record["telemetry"]["tasks"]) {

@@ -3,9 +3,12 @@
 // outcome to its exit status. Skipped only where no engine can run guests.
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "instance.h"
 #include "nlohmann/json.hpp"
+#include "placement.h"
 #include "shell_command.h"
 
 namespace mortise {
@@ -33,9 +37,22 @@ std::string hello_image(EngineKind engine) {
 
 std::string engine_test_name(EngineKind engine) { return engine_name(engine); }
 
-TEST(GuestEngines, AtLeastOneIsUsable) {
+// Where no engine runs, this is the test that says so (skipped); elsewhere the engines the tests
+// run on are the ones `mortise engines` reports, and auto picks the same one.
+TEST(GuestEngines, TheTestsRunOnWhatMortiseReports) {
   if (test_support::usable_engines().empty()) GTEST_SKIP() << test_support::no_engine_reason();
-  SUCCEED() << "guest tests run on " << test_support::usable_engines().size() << " engine(s)";
+  const test_support::ShellResult result =
+      test_support::run_shell(std::string(MORTISE_BINARY) + " engines -o json");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const std::optional<nlohmann::json> record = test_support::last_json_line(result.output);
+  ASSERT_TRUE(record.has_value()) << result.output;
+  for (const EngineKind engine : {EngineKind::kKvm, EngineKind::kQemu}) {
+    const bool tested =
+        std::find(test_support::usable_engines().begin(), test_support::usable_engines().end(),
+                  engine) != test_support::usable_engines().end();
+    EXPECT_EQ((*record)[engine_name(engine)]["usable"], tested) << result.output;
+  }
+  EXPECT_EQ((*record)["auto"], engine_name(test_support::auto_engine())) << result.output;
 }
 
 struct GuestRun {
@@ -236,6 +253,52 @@ TEST_P(CommandTest, JsonRecordIsLastStdoutLineAndNamesEngine) {
   EXPECT_EQ((*record)["engine_detail"], engine_detail(engine(), QemuSettings{}));
   EXPECT_TRUE(record->contains("boot_to_main_ns"));
   EXPECT_EQ((*record)["memory_bytes"], 1 << 20);
+}
+
+TEST_P(CommandTest, RealtimePlacementPinsTheVcpuAndNeverMakesQemuFifo) {
+  const int rt_cpu = default_partition().realtime_cpus.front();
+  // While the guest runs, list each thread of the process that runs the vCPU (QEMU, the child of
+  // mortise; mortise itself on kvm) as "<allowed cpus> <policy>".
+  const std::string work = ::testing::TempDir() + "placement-" + engine_name(engine());
+  std::ofstream(work + ".sh")
+      << '"' << MORTISE_BINARY << "\" run " << test_support::image_dir(TENON_IMAGE_DIR, engine())
+      << "/latency-probe.elf --realtime --app-run 3s --duration 120s --engine "
+      << engine_name(engine()) << " -o json >\"$1\" 2>/dev/null &\n"
+      << "m=$!\n"
+      << "for i in $(seq 100); do q=$(pgrep -P $m); [ -n \"$q\" ] && break; sleep 0.05; done\n"
+      << "p=${q:-$m}; sleep 1\n"
+      << "for t in /proc/$p/task/*; do\n"
+      << "  echo \"$(awk '/Cpus_allowed_list/{print $2}' $t/status)"
+         " $(chrt -p ${t##*/} | awk 'NR==1{print $NF}')\"\n"
+      << "done\n"
+      << "wait $m\n";
+  CommandResult threads = test_support::run_shell("bash " + work + ".sh " + work + ".json 2>&1");
+  ASSERT_EQ(threads.exit_code, 0) << threads.output;
+  const std::optional<nlohmann::json> record =
+      last_json_line(test_support::run_shell("cat " + work + ".json").output);
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ((*record)["exit"]["kind"], "guest-exit") << record->dump();
+  EXPECT_EQ((*record)["placement"]["cpu"], rt_cpu) << record->dump();
+  std::istringstream lines(threads.output);
+  int counted = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty()) continue;
+    ++counted;
+    if (engine() == EngineKind::kQemu) {
+      // Every thread of QEMU: on the real-time core, none SCHED_FIFO.
+      EXPECT_EQ(line, std::to_string(rt_cpu) + " SCHED_OTHER") << threads.output;
+    }
+  }
+  EXPECT_GE(counted, engine() == EngineKind::kQemu ? 2 : 1) << threads.output;
+  if (engine() == EngineKind::kQemu) {
+    EXPECT_EQ((*record)["placement"]["sched_fifo"], false);
+    EXPECT_NE((*record)["placement"]["note"].get<std::string>().find("not SCHED_FIFO"),
+              std::string::npos);
+  } else {
+    // mortise's own thread runs the vCPU: SCHED_FIFO where the host grants it.
+    EXPECT_EQ((*record)["placement"]["sched_fifo"], (*record)["placement"]["note"] == "")
+        << record->dump();
+  }
 }
 
 TEST_P(CommandTest, EnginesListsThisEngineAsUsable) {
