@@ -315,6 +315,15 @@ int run(const RunOptions& options, uint64_t process_start_tsc) {
                           {"wall_ns", wall_ns},
                           // Exits to Mortise (KVM engine; 0 where the engine does not count).
                           {"vcpu_exits", (*instance)->vcpu_exits()}};
+    // Exits into the host kernel (KVM's count), of which vcpu_exits reached Mortise.
+    if (const std::map<std::string, uint64_t> counters = (*instance)->hypervisor_counters();
+        !counters.empty()) {
+      nlohmann::json kvm = nlohmann::json::object();
+      for (const auto& [name, value] : counters) {
+        if (value != 0) kvm[name] = value;
+      }
+      record["kvm_counters"] = kvm;
+    }
     record["boot_to_main_ns"] =
         boot_to_main_ns ? nlohmann::json(*boot_to_main_ns) : nlohmann::json(nullptr);
     record["placement"] = {{"cpu", placement->cpu ? nlohmann::json(*placement->cpu) : nullptr},

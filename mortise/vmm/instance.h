@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -133,6 +134,9 @@ class Instance {
   virtual bool telemetry_mid_update() const = 0;
   // Exits from the guest to Mortise so far, where the engine counts them (0 where it does not).
   virtual uint64_t vcpu_exits() const = 0;
+  // The hypervisor's own counters of the guest's vCPU where it keeps them (KVM's, including
+  // "exits" into the host kernel that never reach Mortise); empty on engines without them.
+  virtual std::map<std::string, uint64_t> hypervisor_counters() const = 0;
   // KVM_X86_DISABLE_EXITS_* bits in force (0 on engines without them).
   virtual uint32_t disabled_exits() const = 0;
   virtual BootTiming boot_timing() const = 0;

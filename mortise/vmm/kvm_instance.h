@@ -70,6 +70,10 @@ class KvmInstance final : public Instance {
   // Exits from the guest to Mortise so far (hypercalls, kicks, faults; not the exits KVM handles
   // in the kernel). Callable from any thread.
   uint64_t vcpu_exits() const override { return vcpu_exits_.load(std::memory_order_relaxed); }
+  std::map<std::string, uint64_t> hypervisor_counters() const override {
+    absl::StatusOr<std::map<std::string, uint64_t>> counters = vcpu_.kernel_counters();
+    return counters.ok() ? *counters : std::map<std::string, uint64_t>{};
+  }
   // KVM_X86_DISABLE_EXITS_* bits in force for this instance.
   uint32_t disabled_exits() const override { return disabled_exits_; }
 

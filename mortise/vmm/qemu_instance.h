@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -55,6 +56,7 @@ class QemuInstance final : public Instance {
   absl::StatusOr<TelemetrySnapshot> telemetry() const override;
   bool telemetry_mid_update() const override;
   uint64_t vcpu_exits() const override { return 0; }
+  std::map<std::string, uint64_t> hypervisor_counters() const override { return {}; }
   uint32_t disabled_exits() const override { return 0; }
   BootTiming boot_timing() const override;
   const MemoryLayout& layout() const override { return guest_.layout; }

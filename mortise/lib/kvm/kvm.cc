@@ -7,8 +7,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -269,6 +272,52 @@ absl::Status Vcpu::run() {
     return errno_status("KVM_RUN");
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, uint64_t>> Vcpu::kernel_counters() const {
+  const int stats_fd = ioctl(fd(), KVM_GET_STATS_FD, 0);
+  if (stats_fd < 0) {
+    return absl::UnimplementedError(absl::StrCat("KVM_GET_STATS_FD: ", std::strerror(errno)));
+  }
+  FileDescriptor stats(stats_fd);
+  auto read_at = [&](void* into, size_t size, uint64_t offset) {
+    return pread(stats.get(), into, size, static_cast<off_t>(offset)) == static_cast<ssize_t>(size);
+  };
+  kvm_stats_header header{};
+  if (!read_at(&header, sizeof(header), 0)) return errno_status("reading KVM's stats header");
+  // Each descriptor is the fixed part followed by a name of name_size bytes.
+  constexpr uint32_t kMaxDescriptors = 4096;
+  constexpr uint32_t kMaxNameBytes = 4096;
+  if (header.num_desc > kMaxDescriptors || header.name_size == 0 ||
+      header.name_size > kMaxNameBytes) {
+    return absl::InternalError("KVM's stats header is out of bounds");
+  }
+  // The fixed part is 16 bytes in the UAPI; C++ sees the flexible name array of the kernel
+  // header a few bytes further on, so the name's offset is spelled out.
+  constexpr size_t kDescriptorFixedBytes = 16;
+  static_assert(offsetof(kvm_stats_desc, bucket_size) + sizeof(uint32_t) == kDescriptorFixedBytes);
+  const size_t descriptor_bytes = kDescriptorFixedBytes + header.name_size;
+  std::vector<uint8_t> descriptors(descriptor_bytes * header.num_desc);
+  if (!read_at(descriptors.data(), descriptors.size(), header.desc_offset)) {
+    return errno_status("reading KVM's stats descriptors");
+  }
+  std::map<std::string, uint64_t> counters;
+  for (uint32_t i = 0; i < header.num_desc; ++i) {
+    kvm_stats_desc descriptor{};
+    std::memcpy(&descriptor, descriptors.data() + i * descriptor_bytes, kDescriptorFixedBytes);
+    if ((descriptor.flags & KVM_STATS_TYPE_MASK) != KVM_STATS_TYPE_CUMULATIVE ||
+        descriptor.size != 1) {
+      continue;
+    }
+    const char* name = reinterpret_cast<const char*>(descriptors.data() + i * descriptor_bytes) +
+                       kDescriptorFixedBytes;
+    uint64_t value = 0;
+    if (!read_at(&value, sizeof(value), uint64_t{header.data_offset} + descriptor.offset)) {
+      return errno_status("reading KVM's stats");
+    }
+    counters[std::string(name, strnlen(name, header.name_size))] = value;
+  }
+  return counters;
 }
 
 }  // namespace mortise

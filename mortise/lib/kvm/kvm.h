@@ -5,6 +5,7 @@
 #include <linux/kvm.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -145,6 +146,11 @@ class Vcpu {
   absl::Status set_tsc_khz(uint64_t khz);
   // Enters the guest until the next exit to user space. EINTR (a kick) is reported as CANCELLED.
   absl::Status run();
+  // KVM's own cumulative counters of this vCPU (KVM_GET_STATS_FD, Linux 5.14+): "exits" counts
+  // every exit from the guest into the host kernel, including the many KVM handles without
+  // returning to Mortise (timer re-arm, EOI, halt); others break them down ("halt_exits",
+  // "io_exits", "irq_exits", ...). UNIMPLEMENTED where the kernel has no stats interface.
+  absl::StatusOr<std::map<std::string, uint64_t>> kernel_counters() const;
 
  private:
   Vcpu(FileDescriptor fd, kvm_run* run, size_t run_size)
