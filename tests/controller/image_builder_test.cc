@@ -187,11 +187,17 @@ TEST_P(BootTest, AcceptedControlLoopKeepsItsDeadlinesUnderMortise) {
       boot_as_planned(GetParam(), *built, composition, "--realtime --app-run 10s", &exit_code);
   ASSERT_EQ(exit_code, 0) << record.dump();
   ASSERT_EQ(record["telemetry"]["tasks"].size(), 3u) << record.dump();
+  // Deadlines describe Tenon under icount and on hardware KVM; on an emulating KVM (kvm_pvm)
+  // they describe its instruction emulator, and only the job count's upper bound holds.
+  const bool timing_is_meaningful =
+      GetParam() == mortise::EngineKind::kQemu || tenon::test_support::kvm_runs_guests_natively();
   for (const nlohmann::json& task : record["telemetry"]["tasks"]) {
     SCOPED_TRACE(task.dump());
     const uint64_t jobs = task["jobs"];
     const uint64_t expected_jobs =
         static_cast<uint64_t>(10e9 / task["period_ns"].get<double>() + 0.5);
+    EXPECT_LE(jobs, expected_jobs);
+    if (!timing_is_meaningful) continue;
     EXPECT_GE(jobs, expected_jobs * 99 / 100);
     EXPECT_LE(task["deadline_misses"].get<uint64_t>(), jobs / 20);
     EXPECT_LT(task["response_time"]["p50_ns"].get<double>(), task["deadline_ns"].get<double>());

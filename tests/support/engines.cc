@@ -1,6 +1,11 @@
 // Engine probing for tests; see engines.h.
 #include "engines.h"
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
 namespace tenon::test_support {
 namespace {
 
@@ -33,6 +38,23 @@ mortise::EngineKind auto_engine() {
 
 std::string image_dir(const std::string& base, mortise::EngineKind engine) {
   return engine == mortise::EngineKind::kKvm ? base + "/kvm" : base;
+}
+
+bool kvm_runs_guests_natively() {
+  static const bool native = [] {
+    if (std::filesystem::exists("/sys/module/kvm_pvm")) return false;
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    for (std::string line; std::getline(cpuinfo, line);) {
+      if (line.rfind("flags", 0) != 0) continue;
+      std::istringstream flags(line);
+      for (std::string flag; flags >> flag;) {
+        if (flag == "vmx" || flag == "svm") return true;
+      }
+      return false;
+    }
+    return false;
+  }();
+  return native;
 }
 
 }  // namespace tenon::test_support

@@ -18,5 +18,9 @@ std::string no_engine_reason();
 mortise::EngineKind auto_engine();
 // Where this build puts images for `engine`: `base` (QEMU platform) or `base`/kvm (native).
 std::string image_dir(const std::string& base, mortise::EngineKind engine);
+// KVM runs guest code on the CPU (hardware virtualization: vmx or svm, not the paravirtual
+// kvm_pvm that emulates every guest instruction): only then do guest timings on the kvm engine
+// say something about Tenon rather than about an emulator.
+bool kvm_runs_guests_natively();
 
 }  // namespace tenon::test_support
