@@ -499,6 +499,7 @@ absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string
   const absl::Time now = absl::Now();
   const ExistingInstances indexed = index_existing(existing);
   std::set<std::string> planned_names;
+  std::set<std::string> stored_compositions;  // looked up (and stored if new) in this replan
   for (auto& [device_name, device] : view->devices) {
     if (!only.empty() && !only.contains(device_name)) continue;
     DevicePlan plan = plan_device(*view, device, &indexed);
@@ -555,6 +556,11 @@ absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string
       if (!held_at_source) instances_[name].device = device_name;
       // The composition, stored once per distinct input (migrated instances have one already).
       if (planned.composition.metadata().name().empty()) {
+        *desired.add_instances() = planned.desired;
+        continue;
+      }
+      // A fleet shares few compositions: each is looked up once per replan, not per device.
+      if (!stored_compositions.insert(planned.composition.metadata().name()).second) {
         *desired.add_instances() = planned.desired;
         continue;
       }
