@@ -377,9 +377,7 @@ absl::StatusOr<AppSpec> parse_app_spec(std::string_view text, const std::string&
       if (!wcet.ok()) return wcet.status();
       absl::StatusOr<uint64_t> priority = task_reader.unsigned_integer("priority", false, 0);
       if (!priority.ok()) return priority.status();
-      // Bounded so every sum and product in the analysis stays far inside 64 bits.
-      constexpr uint64_t kMaxPeriodNs = 3'600'000'000'000ull;  // one hour
-      if (*period == 0 || *period > kMaxPeriodNs) {
+      if (*period == 0 || *period > kMaxTaskTimeNs) {
         return error_at(file, task_reader.get("period_ns"), prefix + "period_ns",
                         "the period must be between 1 ns and one hour");
       }
@@ -389,7 +387,7 @@ absl::StatusOr<AppSpec> parse_app_spec(std::string_view text, const std::string&
                         absl::StrCat("the deadline ", *deadline, " ns is beyond the period ",
                                      *period, " ns (Tenon runs one job of a task at a time)"));
       }
-      if (*wcet == 0 || *wcet > kMaxPeriodNs) {
+      if (*wcet == 0 || *wcet > kMaxTaskTimeNs) {
         return error_at(file, task_reader.get("wcet_ns"), prefix + "wcet_ns",
                         "the worst-case execution time must be between 1 ns and one hour");
       }

@@ -71,6 +71,11 @@ struct LibraryManifest {
   int line_of(const std::string& field) const;
 };
 
+// The longest period, deadline or WCET a task may declare, wherever it comes from (a manifest,
+// Apply, Compose): one hour. Below 2^42 ns, so that every sum and product of the schedulability
+// analysis stays far inside 64 bits (schedulability.h).
+inline constexpr uint64_t kMaxTaskTimeNs = 3'600'000'000'000ull;
+
 struct TaskSpec {
   std::string name;
   uint64_t period_ns = 0;

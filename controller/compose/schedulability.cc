@@ -2,6 +2,8 @@
 #include "schedulability.h"
 
 #include <algorithm>
+#include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -20,6 +22,40 @@ Wide gcd(Wide a, Wide b) {
     b = remainder;
   }
   return a;
+}
+
+// Why the analysis cannot vouch for these numbers, or empty: every time must lie within
+// kMaxTaskTimeNs (so that no sum or product below overflows), the WCET with its overhead too.
+std::string out_of_bounds(const std::vector<TaskSpec>& tasks, uint64_t overhead) {
+  if (overhead > kMaxTaskTimeNs) {
+    return absl::StrCat("the per-job overhead of ", overhead, " ns exceeds the analysis' bound of ",
+                        kMaxTaskTimeNs, " ns");
+  }
+  for (const TaskSpec& task : tasks) {
+    for (const auto& [field, value] :
+         {std::pair<const char*, uint64_t>{"period", task.period_ns},
+          {"deadline", task.relative_deadline_ns},
+          {"worst-case execution time with overhead", task.wcet_ns + overhead}}) {
+      if (value == 0 || value > kMaxTaskTimeNs || task.wcet_ns > kMaxTaskTimeNs) {
+        return absl::StrCat("task '", task.name, "': its ", field, " is outside 1 ns to ",
+                            kMaxTaskTimeNs, " ns, the range the analysis can vouch for");
+      }
+    }
+  }
+  return "";
+}
+
+// A verdict of "not schedulable" for numbers the analysis refuses to reason about.
+SchedulabilityVerdict refused(SchedulerKind scheduler, const char* analysis, uint64_t overhead,
+                              std::string why) {
+  SchedulabilityVerdict verdict;
+  verdict.scheduler = scheduler;
+  verdict.analysis = analysis;
+  verdict.per_job_overhead_ns = overhead;
+  verdict.analysed = true;
+  verdict.schedulable = false;
+  verdict.failure = std::move(why);
+  return verdict;
 }
 
 std::vector<TaskVerdict> verdict_tasks(const std::vector<TaskSpec>& tasks, uint64_t overhead) {
@@ -72,6 +108,10 @@ int compare_utilisation_with_one(const std::vector<TaskVerdict>& tasks) {
 
 SchedulabilityVerdict analyse_fixed_priority(const std::vector<TaskSpec>& tasks,
                                              uint64_t per_job_overhead_ns) {
+  if (std::string why = out_of_bounds(tasks, per_job_overhead_ns); !why.empty()) {
+    return refused(SchedulerKind::kFixedPriority, "response-time", per_job_overhead_ns,
+                   std::move(why));
+  }
   SchedulabilityVerdict verdict;
   verdict.scheduler = SchedulerKind::kFixedPriority;
   verdict.analysis = "response-time";
@@ -91,15 +131,17 @@ SchedulabilityVerdict analyse_fixed_priority(const std::vector<TaskSpec>& tasks,
     // R(n+1) = C_i + sum over higher priority j of ceil(R(n) / T_j) * C_j, from R(0) = C_i; it
     // grows monotonically, so it either settles (the exact worst case, deadlines being
     // constrained) or passes the deadline. Every iterate stays below deadline + sum C <= 2^46.
+    // Sums are taken in 128 bits: with a WCET (overhead included) above a short period, one
+    // term alone can pass 2^64 before the iterate is compared with the deadline.
     uint64_t response = task.wcet_ns;
     for (;;) {
       if (response > task.relative_deadline_ns) break;
-      uint64_t next = task.wcet_ns;
+      Wide next = task.wcet_ns;
       for (const TaskVerdict* other : interfering) {
-        next += ceil_div(response, other->period_ns) * other->wcet_ns;
+        next += Wide(ceil_div(response, other->period_ns)) * other->wcet_ns;
       }
       if (next == response) break;
-      response = next;
+      response = next > Wide(~0ull) ? ~0ull : static_cast<uint64_t>(next);
     }
     task.worst_case_response_time_ns = response;
     task.meets_deadline = response <= task.relative_deadline_ns;
@@ -115,6 +157,10 @@ SchedulabilityVerdict analyse_fixed_priority(const std::vector<TaskSpec>& tasks,
 
 SchedulabilityVerdict analyse_edf(const std::vector<TaskSpec>& tasks,
                                   uint64_t per_job_overhead_ns) {
+  if (std::string why = out_of_bounds(tasks, per_job_overhead_ns); !why.empty()) {
+    return refused(SchedulerKind::kEarliestDeadlineFirst, "processor-demand", per_job_overhead_ns,
+                   std::move(why));
+  }
   SchedulabilityVerdict verdict;
   verdict.scheduler = SchedulerKind::kEarliestDeadlineFirst;
   verdict.analysis = "processor-demand";
@@ -145,7 +191,7 @@ SchedulabilityVerdict analyse_edf(const std::vector<TaskSpec>& tasks,
 
   // Otherwise check h(t) <= t at every absolute deadline t up to the synchronous busy period
   // (which ends where the processor first idles; no deadline miss can first occur later).
-  uint64_t busy = 0;
+  uint64_t busy = 0;  // the tasks' WCETs are bounded (out_of_bounds): their sum cannot wrap
   for (const TaskVerdict& task : verdict.tasks) busy += task.wcet_ns;
   constexpr uint64_t kMaxHorizonNs = 1ull << 60;
   constexpr int kMaxIterations = 1'000'000;
@@ -180,12 +226,14 @@ SchedulabilityVerdict analyse_edf(const std::vector<TaskSpec>& tasks,
   for (size_t owner = 0; owner < verdict.tasks.size(); ++owner) {
     const TaskVerdict& deadline_task = verdict.tasks[owner];
     for (uint64_t t = deadline_task.relative_deadline_ns; t <= busy; t += deadline_task.period_ns) {
-      uint64_t demand = 0;
+      Wide wide_demand = 0;
       for (const TaskVerdict& task : verdict.tasks) {
         if (t >= task.relative_deadline_ns) {
-          demand += ((t - task.relative_deadline_ns) / task.period_ns + 1) * task.wcet_ns;
+          wide_demand += Wide((t - task.relative_deadline_ns) / task.period_ns + 1) * task.wcet_ns;
         }
       }
+      const uint64_t demand =
+          wide_demand > Wide(~0ull) ? ~0ull : static_cast<uint64_t>(wide_demand);
       verdict.demand_points_checked++;
       if (demand > t) {
         verdict.tightest_demand_ns = demand;

@@ -1,7 +1,8 @@
 // Schedulability analysis for Tenon's one-CPU periodic task sets with constrained deadlines
 // (deadline <= period): exact response-time analysis for fixed priority and the processor-demand
 // test for EDF. Every number is in nanoseconds; integer arithmetic throughout, so a verdict never
-// depends on rounding.
+// depends on rounding. Times beyond kMaxTaskTimeNs (manifest.h) are refused as not schedulable
+// before any arithmetic, and sums that could pass 64 bits are taken in 128.
 #pragma once
 
 #include <cstdint>

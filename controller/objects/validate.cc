@@ -5,6 +5,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "manifest.h"
 #include "object_meta.h"
 #include "yaml_fields.h"
 
@@ -60,8 +61,14 @@ std::optional<ValidationError> check_task(const tenon::v1::TaskSpec& task,
     return error(path + ".name", absl::StrCat("'", task.name(), "' is not a valid task name (1-",
                                               kMaxTaskName, " characters of a-z, 0-9, '-', '_')"));
   }
-  if (task.period_ns() == 0) return error(path + ".period_ns", "must be greater than 0");
-  if (task.wcet_ns() == 0) return error(path + ".wcet_ns", "must be greater than 0");
+  if (task.period_ns() == 0 || task.period_ns() > kMaxTaskTimeNs) {
+    return error(path + ".period_ns",
+                 absl::StrCat("must be between 1 ns and one hour (", kMaxTaskTimeNs, " ns)"));
+  }
+  if (task.wcet_ns() == 0 || task.wcet_ns() > kMaxTaskTimeNs) {
+    return error(path + ".wcet_ns",
+                 absl::StrCat("must be between 1 ns and one hour (", kMaxTaskTimeNs, " ns)"));
+  }
   if (task.relative_deadline_ns() > task.period_ns()) {
     return error(path + ".relative_deadline_ns",
                  absl::StrCat("deadline ", task.relative_deadline_ns(),
@@ -275,6 +282,12 @@ absl::Status check_object(const Object& object) {
   return absl::InvalidArgumentError(absl::StrCat(kind_name(object_kind(object)), " ",
                                                  name.empty() ? "(unnamed)" : name, ": ",
                                                  problem->path, ": ", problem->message));
+}
+
+std::optional<ValidationError> validate_app_spec(const tenon::v1::AppSpec& spec) {
+  tenon::v1::App app;
+  *app.mutable_spec() = spec;
+  return check_app(app);
 }
 
 }  // namespace tenon::controller

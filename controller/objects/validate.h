@@ -20,6 +20,9 @@ struct ValidationError {
 // Object) break the first rule: only Device, App and Deployment can be applied.
 std::optional<ValidationError> validate_object(const tenon::v1::Object& object);
 
+// The rules of an App's spec, for a spec that comes without its App (ComposeRequest.app_spec).
+std::optional<ValidationError> validate_app_spec(const tenon::v1::AppSpec& spec);
+
 // InvalidArgument "<Kind> <name>: <path>: <message>", or OK.
 absl::Status check_object(const tenon::v1::Object& object);
 

@@ -1073,6 +1073,11 @@ absl::StatusOr<v1::ComposeResponse> Controller::compose(const v1::ComposeRequest
         break;
       }
       case v1::ComposeRequest::kAppSpec:
+        // Checked as Apply checks an App: a spec that comes inline is input like any other.
+        if (std::optional<ValidationError> problem = validate_app_spec(request.app_spec())) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("app_spec: ", problem->path, ": ", problem->message));
+        }
         app = request.app_spec();
         break;
       default:

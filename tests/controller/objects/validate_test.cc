@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "manifest.h"
 #include "object_manifest.h"
 
 namespace tenon::controller {
@@ -127,8 +128,8 @@ TEST(ValidateTest, TaskRules) {
                 "not a valid task name"},
            Case{"{name: pid, period_ns: 10, wcet_ns: 1}", "spec.tasks[2].name",
                 "task 'pid' is declared twice"},
-           Case{"{name: t, period_ns: 0, wcet_ns: 1}", "spec.tasks[2].period_ns", "greater than 0"},
-           Case{"{name: t, period_ns: 10, wcet_ns: 0}", "spec.tasks[2].wcet_ns", "greater than 0"},
+           Case{"{name: t, period_ns: 0, wcet_ns: 1}", "spec.tasks[2].period_ns", "between 1 ns"},
+           Case{"{name: t, period_ns: 10, wcet_ns: 0}", "spec.tasks[2].wcet_ns", "between 1 ns"},
            Case{"{name: t, period_ns: 10, relative_deadline_ns: 11, wcet_ns: 1}",
                 "spec.tasks[2].relative_deadline_ns", "deadline 11 ns exceeds the period of 10 ns"},
            Case{"{name: t, period_ns: 10, relative_deadline_ns: 5, wcet_ns: 6}",
@@ -146,6 +147,27 @@ TEST(ValidateTest, TaskRules) {
   EXPECT_FALSE(validate_object(parse_one(kApp + "    - {name: fifteen-chars-x, period_ns: 10, "
                                                 "relative_deadline_ns: 10, wcet_ns: 10}\n"))
                    .has_value());
+}
+
+TEST(ValidateTest, TaskTimesAreBoundedWhereverTheAppComesFrom) {
+  // Over gRPC or REST nothing goes through the manifest parser: the same bound holds here.
+  tenon::v1::Object app = parse_one(kApp);
+  tenon::v1::TaskSpec* task = app.mutable_app()->mutable_spec()->mutable_tasks(0);
+  task->set_period_ns(~0ull);
+  task->set_wcet_ns(~0ull);
+  ValidationError problem = validate_object(app).value_or(ValidationError{"(none)", ""});
+  EXPECT_EQ(problem.path, "spec.tasks[0].period_ns");
+  EXPECT_THAT(problem.message, HasSubstr("one hour"));
+  task->set_period_ns(kMaxTaskTimeNs);
+  problem = validate_object(app).value_or(ValidationError{"(none)", ""});
+  EXPECT_EQ(problem.path, "spec.tasks[0].wcet_ns");
+  task->set_wcet_ns(kMaxTaskTimeNs);
+  EXPECT_FALSE(validate_object(app).has_value());
+  // An inline spec (ComposeRequest.app_spec) obeys the App's rules.
+  EXPECT_FALSE(validate_app_spec(app.app().spec()).has_value());
+  task->set_period_ns(kMaxTaskTimeNs + 1);
+  EXPECT_EQ(validate_app_spec(app.app().spec()).value_or(ValidationError{}).path,
+            "spec.tasks[0].period_ns");
 }
 
 TEST(ValidateTest, AppNeedsAProgramAndValidNeeds) {

@@ -122,4 +122,21 @@ TEST_F(RestApiTest, ErrorsCarryTheirCodeStatusAndMessage) {
             0u);
 }
 
+TEST_F(RestApiTest, TaskTimesThatWouldOverflowTheAnalysisAreRefused) {
+  // period = wcet = 2^64 - 1 was once composed as SCHEDULABLE at a utilisation of ~1e-16.
+  const std::string huge_task =
+      R"({"name": "t", "period_ns": "18446744073709551615", "wcet_ns": "18446744073709551615"})";
+  Reply composed = call("POST", "/v1/compose",
+                        R"({"app_spec": {"program": "control-loop", "tasks": [)" + huge_task +
+                            R"(]}, "profile": {"arch": "ARCH_X86_64", "cores": 2}})");
+  EXPECT_EQ(composed.http, 400) << composed.body.dump();
+  EXPECT_THAT(composed.body.value("message", ""), HasSubstr("app_spec: spec.tasks[0].period_ns"));
+  Reply applied = call("POST", "/v1/apply",
+                       R"({"objects": [{"app": {"metadata": {"name": "big"}, "spec": {"program":
+                           "control-loop", "tasks": [)" +
+                           huge_task + R"(]}}}]})");
+  EXPECT_EQ(applied.http, 400) << applied.body.dump();
+  EXPECT_THAT(applied.body.value("message", ""), HasSubstr("spec.tasks[0].period_ns"));
+}
+
 }  // namespace
