@@ -20,6 +20,7 @@
 #include "controller.h"
 #include "fleet_composer.h"
 #include "grpc_services.h"
+#include "request_limits.h"
 #include "rest_api.h"
 #include "sqlite_store.h"
 #include "tenonctl_defaults.h"
@@ -197,7 +198,7 @@ int main(int argc, char** argv) {
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &grpc_port);
   builder.RegisterService(&fleet_service);
   builder.RegisterService(&agent_service);
-  builder.SetMaxReceiveMessageSize(16 << 20);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(kMaxRequestBytes));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || grpc_port == 0) {
     log_line(absl::StrCat("cannot listen on ", listen));

@@ -12,6 +12,7 @@
 #include "grpc_services.h"
 #include "nlohmann/json.hpp"
 #include "object_meta.h"
+#include "request_limits.h"
 #include "status_codes.h"
 
 namespace tenon::controller {
@@ -43,6 +44,7 @@ void reply_message(httplib::Response& response, const google::protobuf::Message&
 }
 
 absl::Status parse_body(const httplib::Request& request, google::protobuf::Message* message) {
+  if (absl::Status shape = check_json_shape(request.body); !shape.ok()) return shape;
   google::protobuf::util::JsonParseOptions options;
   const auto parsed = google::protobuf::util::JsonStringToMessage(request.body, message, options);
   if (!parsed.ok()) {
@@ -86,19 +88,41 @@ RestApi::RestApi(Controller* controller, ApiMetrics* metrics, std::string operat
 RestApi::~RestApi() { stop(); }
 
 void RestApi::install_routes() {
-  // Wraps a /v1/ handler: authentication, metrics, and errors as JSON.
+  // The operator token is checked once the headers are in, before any body is read (httplib
+  // reads a body only for the route it dispatches to); a body beyond the limit is refused with
+  // 413 without being kept.
+  server_->set_payload_max_length(kMaxRequestBytes);
+  // A client that asks before sending its body (Expect: 100-continue, as curl does for large
+  // ones) and has no token is told no before it sends any of it. (An authorized one is let go on:
+  // the payload limit then refuses an oversized body without keeping it.)
+  server_->set_expect_100_continue_handler(
+      [this](const httplib::Request& request, httplib::Response& response) {
+        if (operator_authorized(request.get_header_value("Authorization"), operator_token_)) {
+          return 100;
+        }
+        reply_status(response, absl::UnauthenticatedError("no or wrong operator token"));
+        return 401;
+      });
+  server_->set_pre_routing_handler(
+      [this](const httplib::Request& request, httplib::Response& response) {
+        if (request.path.rfind("/v1/", 0) != 0 ||
+            operator_authorized(request.get_header_value("Authorization"), operator_token_)) {
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
+        reply_status(response, absl::UnauthenticatedError(
+                                   "no or wrong operator token (send 'Authorization: Bearer "
+                                   "<token>')"));
+        metrics_->record("rest", "Unauthenticated", absl::StatusCode::kUnauthenticated,
+                         absl::ZeroDuration());
+        return httplib::Server::HandlerResponse::Handled;
+      });
+  // Wraps a /v1/ handler (its caller is authenticated): metrics, and errors as JSON.
   auto route =
       [this](const char* name,
              std::function<absl::Status(const httplib::Request&, httplib::Response&)> handler) {
         return [this, name, handler](const httplib::Request& request, httplib::Response& response) {
           const absl::Time start = absl::Now();
-          absl::Status status;
-          if (!operator_authorized(request.get_header_value("Authorization"), operator_token_)) {
-            status = absl::UnauthenticatedError(
-                "no or wrong operator token (send 'Authorization: Bearer <token>')");
-          } else {
-            status = handler(request, response);
-          }
+          const absl::Status status = handler(request, response);
           if (!status.ok()) reply_status(response, status);
           metrics_->record("rest", name, status.code(), absl::Now() - start);
         };

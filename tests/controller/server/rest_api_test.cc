@@ -18,6 +18,7 @@ using tenon::test_support::ChildProcess;
 using tenon::test_support::eventually;
 using tenon::test_support::run_shell;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
@@ -63,6 +64,7 @@ class RestApiTest : public ::testing::Test {
     const std::string command =
         "curl -s -o " + dir_ + "/reply.json -w '%{http_code}' -X " + method +
         (authorized ? " -H 'Authorization: Bearer " + token_ + "'" : std::string()) +
+        " -H 'Content-Type: application/json'" +
         (body.empty() ? std::string() : " --data-binary @" + dir_ + "/body.json") + " http://" +
         address_ + path;
     Reply reply;
@@ -120,6 +122,59 @@ TEST_F(RestApiTest, ErrorsCarryTheirCodeStatusAndMessage) {
   // Nothing of the refused requests was stored.
   EXPECT_EQ(call("GET", "/v1/deployments").body.value("objects", nlohmann::json::array()).size(),
             0u);
+}
+
+uint64_t rss_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6));
+  }
+  return 0;
+}
+
+TEST_F(RestApiTest, LargeBodiesAreRefusedBeforeTheyAreRead) {
+  // 64 MiB: four times the limit.
+  const std::string big = dir_ + "/big.json";
+  {
+    std::ofstream out(big, std::ios::binary);
+    const std::string block(1 << 20, ' ');
+    for (int i = 0; i < 64; ++i) out << block;
+  }
+  const uint64_t rss_before = rss_kib(controller_->pid());
+  auto upload = [&](const std::string& headers) {
+    return run_shell(
+               "curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: "
+               "application/json' " +
+               headers + " --data-binary @" + big + " http://" + address_ + "/v1/apply")
+        .output;
+  };
+  const std::string token = "-H 'Authorization: Bearer " + token_ + "' ";
+  // With and without curl asking first (Expect: 100-continue): no token is 401, a body beyond
+  // the limit 413, and none of the 64 MiB is kept.
+  EXPECT_EQ(upload(""), "401");
+  EXPECT_EQ(upload("-H 'Expect:'"), "401");
+  EXPECT_EQ(upload(token + "-H 'Expect:'"), "413");
+  EXPECT_LT(rss_kib(controller_->pid()), rss_before + 32 * 1024) << "a body was buffered";
+}
+
+TEST_F(RestApiTest, ListsOfListsAndDeepNestingAreRefused) {
+  // The protobuf JSON parser flattened [[...]] into the list and applied what was inside.
+  Reply flattened =
+      call("POST", "/v1/apply", R"({"objects": [[{"device": {"metadata": {"name": "edge-9"}}}]]})");
+  EXPECT_EQ(flattened.http, 400) << flattened.body.dump();
+  EXPECT_THAT(flattened.body.value("message", ""), HasSubstr("array inside an array"));
+  EXPECT_EQ(call("GET", "/v1/devices/edge-9").http, 404);
+  Reply deep =
+      call("POST", "/v1/apply",
+           R"({"objects": [)" + std::string(100000, '{') + std::string(100000, '}') + "]}");
+  EXPECT_EQ(deep.http, 400);
+  EXPECT_THAT(deep.body.value("message", ""), HasSubstr("nested deeper than"));
+  // Brackets inside strings are text, not structure.
+  Reply text = call("POST", "/v1/apply",
+                    R"({"objects": [{"device": {"metadata": {"name": "edge-8",
+                        "labels": {"note": "[[[[{{{{"}}}}]})");
+  EXPECT_EQ(text.http, 400) << "label value rules, not the shape check";
+  EXPECT_THAT(text.body.value("message", ""), Not(HasSubstr("array inside")));
 }
 
 TEST_F(RestApiTest, TaskTimesThatWouldOverflowTheAnalysisAreRefused) {

@@ -1,0 +1,23 @@
+// What the controller accepts from an operator or an agent before reading it further: the same
+// limits over gRPC and REST (the API reference lists them in controller/server/README.md).
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+#include "absl/status/status.h"
+
+namespace tenon::controller {
+
+// The largest request body or message: an Apply of a few thousand objects fits.
+inline constexpr size_t kMaxRequestBytes = 16 << 20;
+// How deeply a REST body's JSON may nest objects and arrays. The API's messages need fewer than
+// ten levels; JSON parsers recurse per level.
+inline constexpr int kMaxJsonDepth = 32;
+
+// Checks a JSON body's shape before it is parsed: nesting at most kMaxJsonDepth, and no array
+// directly inside an array (no API message has a list of lists, and the protobuf JSON parser
+// would flatten one). INVALID_ARGUMENT naming the byte offset otherwise.
+absl::Status check_json_shape(std::string_view body);
+
+}  // namespace tenon::controller
