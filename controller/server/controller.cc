@@ -22,6 +22,7 @@
 #include "migration_policy.h"
 #include "nlohmann/json.hpp"
 #include "object_meta.h"
+#include "request_limits.h"
 #include "sha256.h"
 #include "validate.h"
 
@@ -1119,9 +1120,13 @@ absl::StatusOr<v1::CreateBootstrapTokenResponse> Controller::create_bootstrap_to
     const v1::CreateBootstrapTokenRequest& request) {
   absl::Duration ttl = absl::Hours(1);
   if (request.has_ttl()) {
-    ttl = absl::Nanoseconds(TimeUtil::DurationToNanoseconds(request.ttl()));
-    if (ttl <= absl::ZeroDuration()) {
-      return absl::InvalidArgumentError("ttl must be positive");
+    // From seconds and nanos as given: nanoseconds in 64 bits overflow past 292 years.
+    ttl = absl::Seconds(request.ttl().seconds()) + absl::Nanoseconds(request.ttl().nanos());
+    if (ttl < absl::Seconds(1) || ttl > kMaxBootstrapTokenTtl) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ttl must be between 1s and ", absl::FormatDuration(kMaxBootstrapTokenTtl),
+                       " (", absl::ToInt64Hours(kMaxBootstrapTokenTtl) / 24, " days), got ",
+                       request.ttl().seconds(), "s"));
     }
   }
   v1::Object probe;
@@ -1129,6 +1134,21 @@ absl::StatusOr<v1::CreateBootstrapTokenResponse> Controller::create_bootstrap_to
       request.device_name().empty() ? "probe" : request.device_name());
   *probe.mutable_device()->mutable_metadata()->mutable_labels() = request.labels();
   if (absl::Status valid = check_object(probe); !valid.ok()) return valid;
+  absl::MutexLock lock(&mutex_);
+  if (!request.device_name().empty() && !request.labels().empty()) {
+    // An existing device's labels are its Device object's; a token must not carry others.
+    absl::StatusOr<std::optional<v1::Object>> existing;
+    absl::Status read = store_->transact([&](StoreTransaction& tx) {
+      existing = tx.get_object(v1::OBJECT_KIND_DEVICE, request.device_name());
+      return existing.status();
+    });
+    if (!read.ok()) return read;
+    if (existing->has_value()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("Device ", request.device_name(),
+                       " exists: its labels are set by applying it, not by a bootstrap token"));
+    }
+  }
   const std::string secret = absl::StrCat("tenon-bootstrap-", random_hex(24));
   BootstrapTokenRecord record;
   record.token_hash = sha256_hex(secret);
@@ -1137,7 +1157,6 @@ absl::StatusOr<v1::CreateBootstrapTokenResponse> Controller::create_bootstrap_to
   const absl::Time expire = absl::Now() + ttl;
   record.expire_unix_seconds = absl::ToUnixSeconds(expire);
   for (const auto& [key, value] : request.labels()) record.labels[key] = value;
-  absl::MutexLock lock(&mutex_);
   absl::Status status =
       store_->transact([&](StoreTransaction& tx) { return tx.put_bootstrap_token(record); });
   if (!status.ok()) return status;

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 
 namespace tenon::controller {
 
@@ -14,6 +15,10 @@ inline constexpr size_t kMaxRequestBytes = 16 << 20;
 // How deeply a REST body's JSON may nest objects and arrays. The API's messages need fewer than
 // ten levels; JSON parsers recurse per level.
 inline constexpr int kMaxJsonDepth = 32;
+
+// The longest a bootstrap token may live: a year. (It enrols a device; longer-lived secrets
+// belong to the devices' own credentials.)
+inline constexpr absl::Duration kMaxBootstrapTokenTtl = absl::Hours(24 * 365);
 
 // Checks a JSON body's shape before it is parsed: nesting at most kMaxJsonDepth, and no array
 // directly inside an array (no API message has a list of lists, and the protobuf JSON parser

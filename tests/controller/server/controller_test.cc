@@ -294,6 +294,37 @@ TEST_F(ControllerTest, EnrolmentChecksTokens) {
       << "edge-2 is enrolled and the token is not bound to it";
 }
 
+TEST_F(ControllerTest, BootstrapTokenTtlIsBoundedAndNeverWraps) {
+  auto with_ttl = [&](int64_t seconds) {
+    v1::CreateBootstrapTokenRequest request;
+    request.mutable_ttl()->set_seconds(seconds);
+    return controller_->create_bootstrap_token(request);
+  };
+  constexpr int64_t kYear = 365LL * 24 * 3600;
+  // 300 years was refused as "not positive", 10,000 years expired in 2089.
+  for (const int64_t seconds : {300 * kYear, 10'000 * kYear, int64_t{0}, int64_t{-5}}) {
+    auto refused = with_ttl(seconds);
+    EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << seconds;
+    EXPECT_THAT(refused.status().message(), HasSubstr("365 days")) << seconds;
+  }
+  auto year = with_ttl(kYear);
+  ASSERT_TRUE(year.ok()) << year.status();
+  EXPECT_NEAR(static_cast<double>(year->expire_time().seconds()),
+              static_cast<double>(absl::ToUnixSeconds(absl::Now()) + kYear), 60.0);
+}
+
+TEST_F(ControllerTest, ABootstrapTokenCannotRelabelAnExistingDevice) {
+  ASSERT_TRUE(apply({device("edge-1", "lab")}).ok());
+  v1::CreateBootstrapTokenRequest request;
+  request.set_device_name("edge-1");
+  (*request.mutable_labels())["site"] = "elsewhere";
+  auto refused = controller_->create_bootstrap_token(request);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr("edge-1 exists"));
+  request.clear_labels();
+  EXPECT_TRUE(controller_->create_bootstrap_token(request).ok()) << "no labels: fine";
+}
+
 TEST_F(ControllerTest, HelloWithWrongCredentialIsUnauthenticated) {
   enroll("edge-1");
   auto session = std::make_shared<RecordingSession>();
