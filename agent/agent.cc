@@ -126,7 +126,9 @@ struct Agent::Session {
   std::mutex write_mutex;
   uint64_t next_sequence = 1;
   bool broken = false;
-  std::atomic<int64_t> last_receive_unix_ms{0};
+  // Set from the session's creation on: the watchdog may look at a session before its stream
+  // has carried anything (it once saw 0 here and dropped a fresh stream as silent since 1970).
+  std::atomic<int64_t> last_receive_unix_ms{absl::ToUnixMillis(absl::Now())};
   std::atomic<bool> welcomed{false};
 
   uint64_t send(AgentMessage& message, const std::function<void(uint64_t)>& before_write) {
@@ -415,13 +417,13 @@ Agent::SessionEnd Agent::run_session() {
     }
     // The controller learns these from Hello; later changes are sent as they happen.
     reported_ = statuses_;
+    session->last_receive_unix_ms = absl::ToUnixMillis(absl::Now());  // silence counts from here
     session_ = session;
   }
   *hello->mutable_profile() = make_profile(info ? &*info : nullptr);
   *hello->mutable_agent_time() = timestamp_of(absl::Now());
 
   session->stream = stub->Connect(&session->context);
-  session->last_receive_unix_ms = absl::ToUnixMillis(absl::Now());
   SessionEnd end;
   if (session->send(hello_message, nullptr) != 0) {
     log_line(absl::StrCat("connected to ", options_.controller_address, " as ",

@@ -99,6 +99,10 @@ class AgentProcessTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    // The fake controller answers at once: no stream of these tests may look silent (a stream
+    // was once dropped right after enrolment as silent for 498,954 hours).
+    EXPECT_EQ(read_file(directory_ + "/agent.log").find("nothing from the controller for"),
+              std::string::npos);
     if (HasFailure() || getenv("AGENT_TEST_LOGS") != nullptr) {
       std::cerr << "---- agent log ----\n" << read_file(directory_ + "/agent.log") << "----\n";
       if (mortised_) std::cerr << "---- mortised log ----\n" << mortised_->log() << "----\n";
