@@ -1537,8 +1537,26 @@ void Controller::close_session(const std::string& device,
 
 void Controller::ping_all() {
   absl::MutexLock lock(&mutex_);
+  const absl::Time now = absl::Now();
+  const absl::Duration silence_limit = kSilentPings * config_.ping_interval;
   for (auto& [name, runtime] : devices_) {
     if (!runtime.session) continue;
+    // An agent acknowledges every ping at once: one that answered nothing for this long is gone
+    // (stopped, or its link lost without a reset). Its stream ends, the device is Disconnected
+    // and its instances Unknown until it connects again.
+    if (runtime.last_seen != absl::InfinitePast() && now - runtime.last_seen > silence_limit) {
+      runtime.session->close(absl::UnavailableError(absl::StrCat(
+          "device ", name, " answered nothing for ",
+          absl::FormatDuration(absl::Trunc(now - runtime.last_seen, absl::Milliseconds(1))), " (",
+          kSilentPings, " ping intervals); reconnect")));
+      runtime.session.reset();
+      runtime.dirty = true;
+      for (auto& [instance, instance_runtime] : instances_) {
+        if (instance_runtime.device == name) instance_runtime.console_subscribed = false;
+      }
+      console_changed_.SignalAll();
+      continue;
+    }
     v1::ControllerMessage message;
     *message.mutable_ping()->mutable_send_time() = to_timestamp(absl::Now());
     runtime.session->send(std::move(message));

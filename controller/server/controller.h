@@ -38,6 +38,10 @@ class AgentSession {
   virtual void close(const absl::Status& status) = 0;
 };
 
+// A device whose agent answers nothing (not even a ping's ack) for this many ping intervals is
+// disconnected by ping_all.
+inline constexpr int kSilentPings = 3;
+
 struct ControllerConfig {
   absl::Duration ping_interval = absl::Seconds(5);
   absl::Duration telemetry_interval = absl::Seconds(1);
@@ -103,6 +107,7 @@ class Controller {
   void close_session(const std::string& device, const std::shared_ptr<AgentSession>& session);
 
   // ---- Housekeeping ----
+  // Pings every connected agent, and disconnects those silent for kSilentPings intervals.
   void ping_all();
   absl::Status flush_reported_state();
   ControllerSnapshot snapshot();

@@ -325,6 +325,53 @@ TEST_F(ControllerTest, ABootstrapTokenCannotRelabelAnExistingDevice) {
   EXPECT_TRUE(controller_->create_bootstrap_token(request).ok()) << "no labels: fine";
 }
 
+TEST_F(ControllerTest, ASilentAgentIsDisconnectedAfterThreePingIntervals) {
+  ControllerConfig config;
+  config.ping_interval = absl::Milliseconds(100);
+  controller_ = std::make_unique<Controller>(config, store_.get(), blobs_.get(), composer_.get());
+  ASSERT_TRUE(apply({device("edge-1", "lab")}).ok());
+  v1::CreateBootstrapTokenRequest bound;
+  bound.set_device_name("edge-1");
+  auto token = controller_->create_bootstrap_token(bound);
+  ASSERT_TRUE(token.ok());
+  v1::EnrollRequest enroll;
+  enroll.set_bootstrap_token(token->token());
+  enroll.set_device_name("edge-1");
+  *enroll.mutable_profile() = edge_profile();
+  auto enrolled = controller_->enroll(enroll);
+  ASSERT_TRUE(enrolled.ok()) << enrolled.status();
+  auto session = std::make_shared<RecordingSession>();
+  v1::Hello hello;
+  hello.set_device_name("edge-1");
+  hello.set_credential(enrolled->credential());
+  *hello.mutable_profile() = edge_profile();
+  ASSERT_TRUE(controller_->open_session(session, hello).ok());
+  auto connection = [&] {
+    v1::GetRequest get;
+    get.set_kind(v1::OBJECT_KIND_DEVICE);
+    get.set_name("edge-1");
+    return controller_->get(get)->device().status().connection_state();
+  };
+  // Answering its pings keeps it connected, well past three intervals.
+  for (int i = 0; i < 6; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    controller_->ping_all();
+    v1::AgentMessage ack;
+    ack.mutable_ack()->set_controller_sequence(1);
+    ack.mutable_ack()->set_outcome(v1::ACK_OUTCOME_ACCEPTED);
+    ASSERT_TRUE(controller_->handle("edge-1", session, ack).ok());
+  }
+  EXPECT_EQ(connection(), v1::CONNECTION_STATE_CONNECTED);
+  EXPECT_FALSE(session->closed.has_value());
+  // Silent (a stopped agent): disconnected once three intervals have passed.
+  absl::SleepFor(absl::Milliseconds(350));
+  controller_->ping_all();
+  ASSERT_TRUE(session->closed.has_value());
+  EXPECT_TRUE(absl::IsUnavailable(*session->closed)) << *session->closed;
+  EXPECT_THAT(session->closed->message(), HasSubstr("answered nothing"));
+  EXPECT_EQ(connection(), v1::CONNECTION_STATE_DISCONNECTED);
+}
+
 TEST_F(ControllerTest, HelloWithWrongCredentialIsUnauthenticated) {
   enroll("edge-1");
   auto session = std::make_shared<RecordingSession>();
