@@ -18,6 +18,9 @@ using tenon::v1::Object;
 constexpr size_t kMaxObjectName = 63;
 constexpr size_t kMaxAppOrDeploymentName = 50;
 constexpr size_t kMaxTaskName = 15;  // what survives the guest ABI
+// Labels per object or selector: enough to describe a device, and every object stays far smaller
+// than a message (64 x (63 + 63) bytes at most).
+constexpr size_t kMaxLabels = 64;
 constexpr uint32_t kMaxRealtimePriority = 99;
 
 bool is_label_character(char c) {
@@ -31,6 +34,9 @@ std::optional<ValidationError> error(std::string path, std::string message) {
 
 std::optional<ValidationError> check_labels(
     const google::protobuf::Map<std::string, std::string>& labels, const std::string& path) {
+  if (labels.size() > kMaxLabels) {
+    return error(path, absl::StrCat("at most ", kMaxLabels, " labels, got ", labels.size()));
+  }
   // Map iteration order is unspecified: report the smallest bad key so the answer is stable.
   std::set<std::string> keys;
   for (const auto& [key, value] : labels) keys.insert(key);

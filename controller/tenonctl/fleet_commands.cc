@@ -72,9 +72,16 @@ int report_bad_input(const std::string& message) {
 class FleetClient {
  public:
   explicit FleetClient(const ClientConfig& config)
-      : config_(config),
-        stub_(FleetService::NewStub(
-            grpc::CreateChannel(config.server, grpc::InsecureChannelCredentials()))) {}
+      : config_(config), stub_(FleetService::NewStub(channel(config.server))) {}
+
+  // gRPC's default 4 MiB for an answer is below what the controller accepts in one request
+  // (16 MiB): an operation could succeed and its answer be refused here, as a failure.
+  static std::shared_ptr<grpc::Channel> channel(const std::string& server) {
+    grpc::ChannelArguments arguments;
+    arguments.SetMaxReceiveMessageSize(kMaxAnswerBytes);
+    return grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), arguments);
+  }
+  static constexpr int kMaxAnswerBytes = 64 << 20;
 
   // A context with the operator's token and, unless streaming without end, the deadline.
   std::unique_ptr<grpc::ClientContext> context(bool with_deadline = true) const {

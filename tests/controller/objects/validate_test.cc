@@ -114,6 +114,14 @@ TEST(ValidateTest, Labels) {
   const ValidationError problem = *validate_object(device);
   EXPECT_EQ(problem.path, "metadata.labels[site]");
   EXPECT_THAT(problem.message, HasSubstr("label value 'l/ab'"));
+  // A device with 40,000 labels (4.6 MB) once made every List too large for its clients.
+  labels.clear();
+  for (int i = 0; i < 64; ++i) labels[absl::StrCat("k", i)] = std::string(63, 'v');
+  EXPECT_FALSE(validate_object(device).has_value());
+  labels["one-more"] = "v";
+  const ValidationError too_many = *validate_object(device);
+  EXPECT_EQ(too_many.path, "metadata.labels");
+  EXPECT_THAT(too_many.message, HasSubstr("at most 64 labels, got 65"));
 }
 
 TEST(ValidateTest, TaskRules) {
