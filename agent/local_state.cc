@@ -43,14 +43,10 @@ constexpr std::array<Migration, 1> kMigrations = {{
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<LocalState>> LocalState::open(const std::string& path) {
-  // Created private: the file will hold the device credential. (Opening an existing file keeps
-  // its mode; the chmod below repairs one made by hand.)
-  const mode_t previous = umask(077);
+  // The file will hold the device credential: Database::open keeps it 0600.
   absl::StatusOr<std::unique_ptr<tenon::sqlite::Database>> database =
       tenon::sqlite::Database::open(path, kMigrations);
-  umask(previous);
   if (!database.ok()) return database.status();
-  chmod(path.c_str(), 0600);
   return std::unique_ptr<LocalState>(new LocalState(std::move(*database)));
 }
 

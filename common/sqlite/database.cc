@@ -1,11 +1,18 @@
 // The SQLite wrapper; see database.h. Errors read "<path>: <operation> `<sql>`: <sqlite message>".
 #include "database.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <sqlite3.h>
 
+#include <cerrno>
 #include <climits>
+#include <cstring>
 #include <utility>
 
+#include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
@@ -210,6 +217,22 @@ absl::Status Database::error(int code, std::string_view operation) const {
 
 absl::StatusOr<std::unique_ptr<Database>> Database::open(const std::string& path,
                                                          std::span<const Migration> migrations) {
+  // Fleet state (credentials, token hashes, desired states) is private to its owner: the file is
+  // created 0600 before SQLite opens it (SQLite gives its WAL and shared-memory files the
+  // database's mode), and an existing one is made 0600.
+  if (path != ":memory:") {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      return absl::Status(absl::ErrnoToStatusCode(errno),
+                          absl::StrCat(path, ": cannot create: ", std::strerror(errno)));
+    }
+    const int changed = fchmod(fd, 0600);
+    ::close(fd);
+    if (changed != 0) {
+      return absl::Status(absl::ErrnoToStatusCode(errno),
+                          absl::StrCat(path, ": cannot make private: ", std::strerror(errno)));
+    }
+  }
   sqlite3* handle = nullptr;
   const int code =
       sqlite3_open_v2(path.c_str(), &handle,

@@ -3,6 +3,7 @@
 
 #include <httplib.h>
 
+#include <limits>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -154,6 +155,10 @@ void RestApi::install_routes() {
                  list.set_deployment(request.get_param_value("deployment"));
                  absl::StatusOr<uint64_t> page_size = query_number(request, "page_size");
                  if (!page_size.ok()) return page_size.status();
+                 if (*page_size > std::numeric_limits<uint32_t>::max()) {
+                   return absl::InvalidArgumentError(
+                       absl::StrCat("page_size ", *page_size, " does not fit 32 bits"));
+                 }
                  list.set_page_size(static_cast<uint32_t>(*page_size));
                  list.set_page_token(request.get_param_value("page_token"));
                  absl::StatusOr<v1::ListResponse> result = controller_->list(list);

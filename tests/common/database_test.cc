@@ -56,6 +56,30 @@ TEST(DatabaseTest, OpenCreatesTheFileWithDurableSettingsAndMigrates) {
   EXPECT_EQ(query_text(**database, "SELECT text FROM notes"), "first");
 }
 
+TEST(DatabaseTest, TheFileAndItsWalArePrivate) {
+  // The controller's database (token hashes, credentials) was created 0644.
+  TemporaryDirectory directory;
+  const std::string path = directory.file("state.db");
+  const Migration migrations[] = {kCreateTable, kInsertFirst};
+  auto mode_of = [](const std::string& file) {
+    struct stat status {};
+    EXPECT_EQ(stat(file.c_str(), &status), 0) << file;
+    return status.st_mode & 0777;
+  };
+  {
+    const mode_t previous = umask(022);
+    absl::StatusOr<std::unique_ptr<Database>> database = Database::open(path, migrations);
+    umask(previous);
+    ASSERT_TRUE(database.ok()) << database.status();
+    EXPECT_EQ(mode_of(path), 0600u);
+    EXPECT_EQ(mode_of(path + "-wal"), 0600u);
+  }
+  // One loosened by hand is made private again when opened.
+  ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  ASSERT_TRUE(Database::open(path, migrations).ok());
+  EXPECT_EQ(mode_of(path), 0600u);
+}
+
 TEST(DatabaseTest, ReopenAppliesOnlyTheNewerMigrations) {
   TemporaryDirectory directory;
   const std::string path = directory.file("state.db");

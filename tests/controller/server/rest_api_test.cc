@@ -114,6 +114,10 @@ TEST_F(RestApiTest, ErrorsCarryTheirCodeStatusAndMessage) {
                         R"({"objects": [{"deployment": {"metadata": {"name": "d"},
                             "spec": {"app": "ghost", "selector": {"match_labels": {"a": "b"}}}}}]})");
   EXPECT_EQ(dangling.http, 404);
+  // 2^32 + 3 used to become a page of 3.
+  Reply huge_page = call("GET", "/v1/devices?page_size=4294967299");
+  EXPECT_EQ(huge_page.http, 400);
+  EXPECT_THAT(huge_page.body.value("message", ""), HasSubstr("does not fit 32 bits"));
   Reply derived = call("DELETE", "/v1/instances/whatever");
   EXPECT_EQ(derived.http, 400);
   Reply anonymous = call("GET", "/v1/devices", "", /*authorized=*/false);
