@@ -16,6 +16,11 @@ inline constexpr size_t kMaxRequestBytes = 16 << 20;
 // ten levels; JSON parsers recurse per level.
 inline constexpr int kMaxJsonDepth = 32;
 
+// REST connections: workers (one per open connection), and how long a connection may send or
+// take nothing (mid-request, or idle between requests) before it is closed.
+inline constexpr size_t kRestWorkers = 64;
+inline constexpr int kRestIoTimeoutSeconds = 2;
+
 // The longest a bootstrap token may live: a year. (It enrols a device; longer-lived secrets
 // belong to the devices' own credentials.)
 inline constexpr absl::Duration kMaxBootstrapTokenTtl = absl::Hours(24 * 365);

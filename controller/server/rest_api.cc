@@ -93,6 +93,13 @@ void RestApi::install_routes() {
   // reads a body only for the route it dispatches to); a body beyond the limit is refused with
   // 413 without being kept.
   server_->set_payload_max_length(kMaxRequestBytes);
+  // Slow or idle clients: each connection has a worker while it is open, so the pool is larger
+  // than a few stalled clients, and a connection that sends or takes nothing for the timeout, or
+  // stays idle between requests, is closed.
+  server_->new_task_queue = [] { return new httplib::ThreadPool(kRestWorkers); };
+  server_->set_read_timeout(kRestIoTimeoutSeconds, 0);
+  server_->set_write_timeout(kRestIoTimeoutSeconds, 0);
+  server_->set_keep_alive_timeout(kRestIoTimeoutSeconds);
   // A client that asks before sending its body (Expect: 100-continue, as curl does for large
   // ones) and has no token is told no before it sends any of it. (An authorized one is let go on:
   // the payload limit then refuses an oversized body without keeping it.)

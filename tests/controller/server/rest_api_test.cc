@@ -2,8 +2,11 @@
 // /v1/, errors as {code, status, message} with their HTTP statuses, and the bearer token.
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "child_process.h"
 #include "gmock/gmock.h"
@@ -159,6 +162,34 @@ TEST_F(RestApiTest, LargeBodiesAreRefusedBeforeTheyAreRead) {
   EXPECT_EQ(upload("-H 'Expect:'"), "401");
   EXPECT_EQ(upload(token + "-H 'Expect:'"), "413");
   EXPECT_LT(rss_kib(controller_->pid()), rss_before + 32 * 1024) << "a body was buffered";
+}
+
+TEST_F(RestApiTest, SlowClientsDoNotStallHealthOrTheApi) {
+  // Sixteen connections that send a header line every second (eight stalled the server's
+  // default pool): /healthz and the API still answer, at once.
+  std::ofstream(dir_ + "/slow.py") << R"(
+import socket, sys, time
+host, port = sys.argv[1].rsplit(':', 1)
+connections = []
+for _ in range(16):
+    c = socket.create_connection((host, int(port)))
+    c.sendall(b'GET /healthz HTTP/1.1\r\nHost: x\r\n')
+    connections.append(c)
+for _ in range(6):
+    time.sleep(1)
+    for c in connections:
+        try: c.sendall(b'X-Slow: 1\r\n')
+        except OSError: pass
+)";
+  std::optional<ChildProcess> slow =
+      ChildProcess::start({"python3", dir_ + "/slow.py", address_}, dir_ + "/slow.log");
+  ASSERT_TRUE(slow.has_value());
+  std::this_thread::sleep_for(2s);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(run_shell("curl -s --max-time 3 http://" + address_ + "/healthz").output, "ok\n");
+  EXPECT_EQ(call("GET", "/v1/devices").http, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  slow->signal(SIGKILL);
 }
 
 TEST_F(RestApiTest, ListsOfListsAndDeepNestingAreRefused) {
