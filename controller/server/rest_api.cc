@@ -4,11 +4,14 @@
 #include <httplib.h>
 
 #include <limits>
+#include <optional>
+#include <string_view>
 #include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpc_services.h"
 #include "nlohmann/json.hpp"
@@ -52,6 +55,30 @@ absl::Status parse_body(const httplib::Request& request, google::protobuf::Messa
     return absl::InvalidArgumentError(absl::StrCat("request body: ", parsed.ToString()));
   }
   return absl::OkStatus();
+}
+
+// The raw value of a query parameter, %XX and '+' decoded, from the request target itself: the
+// HTTP library cuts a value at its first '=', so "selector=a=b" would lose "=b".
+std::optional<std::string> raw_query_value(const httplib::Request& request, absl::string_view key) {
+  const size_t question = request.target.find('?');
+  if (question == std::string::npos) return std::nullopt;
+  for (absl::string_view part :
+       absl::StrSplit(absl::string_view(request.target).substr(question + 1), '&')) {
+    if (!absl::ConsumePrefix(&part, key) || !absl::ConsumePrefix(&part, "=")) continue;
+    std::string value;
+    for (size_t at = 0; at < part.size(); ++at) {
+      int byte = 0;
+      if (part[at] == '%' && at + 2 < part.size() &&
+          absl::SimpleHexAtoi(part.substr(at + 1, 2), &byte)) {
+        value.push_back(static_cast<char>(byte));
+        at += 2;
+      } else {
+        value.push_back(part[at] == '+' ? ' ' : part[at]);
+      }
+    }
+    return value;
+  }
+  return std::nullopt;
 }
 
 absl::StatusOr<uint64_t> query_number(const httplib::Request& request, const std::string& key) {
@@ -113,6 +140,15 @@ void RestApi::install_routes() {
       });
   server_->set_pre_routing_handler(
       [this](const httplib::Request& request, httplib::Response& response) {
+        // Methods the API does not have are refused before any body is waited for.
+        if (request.method != "GET" && request.method != "POST" && request.method != "DELETE" &&
+            request.method != "HEAD") {
+          reply_status(response, absl::InvalidArgumentError(absl::StrCat(
+                                     "method ", request.method, " is not part of the API")));
+          response.status = 405;
+          response.set_header("Allow", "GET, POST, DELETE");
+          return httplib::Server::HandlerResponse::Handled;
+        }
         if (request.path.rfind("/v1/", 0) != 0 ||
             operator_authorized(request.get_header_value("Authorization"), operator_token_)) {
           return httplib::Server::HandlerResponse::Unhandled;
@@ -149,13 +185,16 @@ void RestApi::install_routes() {
                  absl::StatusOr<v1::ObjectKind> kind = parse_kind(request.matches[1].str());
                  if (!kind.ok()) return kind.status();
                  list.set_kind(*kind);
-                 if (request.has_param("selector")) {
+                 if (std::optional<std::string> text = raw_query_value(request, "selector")) {
                    v1::LabelSelector* selector = list.mutable_selector();
-                   for (absl::string_view pair : absl::StrSplit(request.get_param_value("selector"),
-                                                                ',', absl::SkipEmpty())) {
-                     std::pair<std::string, std::string> kv =
-                         absl::StrSplit(pair, absl::MaxSplits('=', 1));
-                     (*selector->mutable_match_labels())[kv.first] = kv.second;
+                   for (absl::string_view term : absl::StrSplit(*text, ',', absl::SkipEmpty())) {
+                     const size_t equals = term.find('=');
+                     if (equals == absl::string_view::npos) {
+                       return absl::InvalidArgumentError(
+                           absl::StrCat("selector term '", term, "' is not key=value"));
+                     }
+                     (*selector->mutable_match_labels())[std::string(term.substr(0, equals))] =
+                         std::string(term.substr(equals + 1));
                    }
                  }
                  list.set_device(request.get_param_value("device"));

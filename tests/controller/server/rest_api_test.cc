@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <vector>
 
 #include "child_process.h"
 #include "gmock/gmock.h"
@@ -190,6 +191,36 @@ for _ in range(6):
   EXPECT_EQ(call("GET", "/v1/devices").http, 200);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
   slow->signal(SIGKILL);
+}
+
+TEST_F(RestApiTest, SelectorsReadTheWholeTermAndOtherMethodsAreRefusedAtOnce) {
+  ASSERT_EQ(call("POST", "/v1/apply",
+                 R"({"objects": [{"device": {"metadata": {"name": "edge-1",
+                     "labels": {"site": "lab", "role": "a"}}}}]})")
+                .http,
+            200);
+  auto names = [&](const std::string& query) {
+    Reply reply = call("GET", "/v1/devices?" + query);
+    std::vector<std::string> found;
+    for (const auto& object : reply.body.value("objects", nlohmann::json::array())) {
+      found.push_back(object["device"]["metadata"]["name"]);
+    }
+    return found;
+  };
+  // "selector=site=lab" lost its "=lab" and silently matched nothing.
+  EXPECT_EQ(names("selector=site=lab"), std::vector<std::string>{"edge-1"});
+  EXPECT_EQ(names("selector=site%3Dlab,role%3Da"), std::vector<std::string>{"edge-1"});
+  EXPECT_TRUE(names("selector=site=elsewhere").empty());
+  Reply bare = call("GET", "/v1/devices?selector=site");
+  EXPECT_EQ(bare.http, 400);
+  EXPECT_THAT(bare.body.value("message", ""), HasSubstr("'site' is not key=value"));
+  // PUT without a body waited for one until the read timeout.
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(run_shell("curl -s -o /dev/null -w '%{http_code}' -X PUT http://" + address_ +
+                      "/v1/devices/edge-1")
+                .output,
+            "405");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
 }
 
 TEST_F(RestApiTest, ListsOfListsAndDeepNestingAreRefused) {
