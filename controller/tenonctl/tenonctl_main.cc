@@ -3,6 +3,7 @@
 // app would get on a device and `build` also links its image; neither needs a running
 // controller: both read the catalog (manifests and built archives) of this build tree, or the
 // one named by --catalog/--archives.
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <string>
@@ -116,6 +117,21 @@ int run_build(const Options& options) {
   return kOk;
 }
 
+// Blanks the value of --token in this process's arguments once they are parsed, so that `ps` and
+// /proc/<pid>/cmdline do not show the operator token (--token-file or the config file keep it
+// out of them from the start). CLI11 has copied the value by then.
+void hide_token_argument(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    char* value = nullptr;
+    if (std::strcmp(argv[i], "--token") == 0 && i + 1 < argc) {
+      value = argv[i + 1];
+    } else if (std::strncmp(argv[i], "--token=", 8) == 0) {
+      value = argv[i] + 8;
+    }
+    if (value != nullptr) std::memset(value, '*', std::strlen(value));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -135,7 +151,9 @@ int main(int argc, char** argv) {
   FleetOptions fleet;
   cli.add_option("--server", client_flags.server,
                  "Controller gRPC address host:port (default 127.0.0.1:7440)");
-  cli.add_option("--token", client_flags.token, "Operator bearer token");
+  cli.add_option("--token", client_flags.token,
+                 "Operator bearer token (blanked in the process's arguments once read; prefer "
+                 "--token-file)");
   cli.add_option("--token-file", client_flags.token_file, "File holding the operator token");
   cli.add_option("--config", client_flags.config_file,
                  "Client config (YAML: server, token or token_file); default $TENONCTL_CONFIG "
@@ -228,6 +246,7 @@ int main(int argc, char** argv) {
     cli.exit(error);
     return kBadInput;
   }
+  hide_token_argument(argc, argv);
   if (compose_command->parsed()) return run_compose(options);
   if (build_command->parsed()) return run_build(options);
 

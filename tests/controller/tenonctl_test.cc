@@ -62,6 +62,30 @@ TEST(TenonctlTest, BadInputExitsTwoAndNamesFileLineField) {
   EXPECT_EQ(run.exit_code, 2) << run.output;
 }
 
+TEST(TenonctlTest, TheOperatorTokenDoesNotStayInItsArguments) {
+  // A server that accepts and never answers keeps tenonctl waiting while /proc shows its arguments.
+  const std::string script = R"(
+import socket, subprocess, sys, time
+listener = socket.socket(); listener.bind(('127.0.0.1', 0)); listener.listen(4)
+port = listener.getsockname()[1]
+ctl = subprocess.Popen([sys.argv[1], '--server', '127.0.0.1:%d' % port, '--token',
+                        'operator-secret-token', '--timeout', '10s', 'get', 'devices'],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+time.sleep(1.5)
+print(open('/proc/%d/cmdline' % ctl.pid, 'rb').read().replace(b'\0', b' ').decode())
+ctl.kill()
+)";
+  const std::string path = ::testing::TempDir() + "tenonctl-token-argv.py";
+  std::ofstream(path) << script;
+  const tenon::test_support::ShellResult result =
+      tenon::test_support::run_shell("python3 " + path + " " + TENONCTL_BINARY + " 2>&1");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("get devices"), std::string::npos) << result.output;
+  EXPECT_EQ(result.output.find("operator-secret-token"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("--token *********************"), std::string::npos)
+      << result.output;
+}
+
 TEST(TenonctlTest, HelpExitsZero) {
   CommandRun run = tenonctl("--help");
   EXPECT_EQ(run.exit_code, 0);
