@@ -19,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "elf_loader.h"
+#include "file_bytes.h"
 #include "memory_layout.h"
 #include "tenon/abi.h"
 
@@ -54,52 +55,18 @@ absl::StatusOr<std::string> read_image_file(const std::string& requested,
     return absl::InvalidArgumentError(
         absl::StrCat("cannot open image ", requested, ": ", std::strerror(errno)));
   }
-  struct stat status {};
-  if (fstat(file.get(), &status) != 0 || !S_ISREG(status.st_mode)) {
+  absl::StatusOr<std::string> bytes = read_regular_file(file.get(), kMaxImageBytes);
+  if (!bytes.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("image_path ", requested, " is not a regular file"));
-  }
-  if (static_cast<uint64_t>(status.st_size) > kMaxImageBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("image ", requested, " is larger than the ",
-                                                   kMaxImageBytes >> 20, " MiB limit"));
-  }
-  std::string bytes(static_cast<size_t>(status.st_size), '\0');
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t count =
-        pread(file.get(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
-    if (count < 0 && errno == EINTR) continue;
-    if (count <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat("cannot read image ", requested));
-    }
-    done += static_cast<size_t>(count);
+        absl::StrCat("image ", requested, ": ",
+                     absl::IsOutOfRange(bytes.status())
+                         ? absl::StrCat("larger than the ", kMaxImageBytes >> 20, " MiB limit")
+                         : std::string(bytes.status().message())));
   }
   return bytes;
 }
 
 }  // namespace
-
-absl::StatusOr<FileDescriptor> sealed_memfd(std::string_view bytes, const char* name) {
-  FileDescriptor memfd(memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING));
-  if (!memfd.valid()) {
-    return absl::ResourceExhaustedError(absl::StrCat("memfd_create: ", std::strerror(errno)));
-  }
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t count = ::write(memfd.get(), bytes.data() + done, bytes.size() - done);
-    if (count < 0 && errno == EINTR) continue;
-    if (count <= 0) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("cannot copy the image: ", std::strerror(errno)));
-    }
-    done += static_cast<size_t>(count);
-  }
-  if (fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) !=
-      0) {
-    return absl::InternalError(absl::StrCat("cannot seal the image: ", std::strerror(errno)));
-  }
-  return memfd;
-}
 
 std::string sha256_digest(std::string_view bytes) {
   unsigned char hash[EVP_MAX_MD_SIZE];
@@ -181,7 +148,7 @@ absl::StatusOr<ResolvedImage> resolve_image(const tenon::v1::CreateVmRequest& re
     // "Too small for the image" is the caller's mistake, not a host shortage.
     return absl::InvalidArgumentError(layout.status().message());
   }
-  absl::StatusOr<FileDescriptor> memfd = sealed_memfd(bytes, "tenon-image");
+  absl::StatusOr<FileDescriptor> memfd = memfd_with("tenon-image", bytes, /*seal=*/true);
   if (!memfd.ok()) return memfd.status();
   image.memfd = std::move(*memfd);
   return image;

@@ -32,9 +32,6 @@ struct ResolvedImage {
 absl::StatusOr<ResolvedImage> resolve_image(const tenon::v1::CreateVmRequest& request,
                                             const std::string& image_directory, EngineKind engine);
 
-// `bytes` in a new memfd sealed against every change (named `name` in /proc), for a child.
-absl::StatusOr<FileDescriptor> sealed_memfd(std::string_view bytes, const char* name);
-
 std::string sha256_digest(std::string_view bytes);
 // "sha256:" followed by 64 lowercase hex digits.
 bool is_well_formed_digest(std::string_view digest);

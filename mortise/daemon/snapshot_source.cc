@@ -13,6 +13,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "file_bytes.h"
 #include "image_source.h"
 #include "snapshot_format.h"
 #include "tenon/abi.h"
@@ -83,31 +84,18 @@ absl::StatusOr<ResolvedSnapshot> read_snapshot(const tenon::v1::RestoreVmRequest
     return absl::InvalidArgumentError(
         absl::StrCat("cannot open snapshot ", path, ": ", std::strerror(errno)));
   }
-  struct stat status {};
-  if (fstat(file.get(), &status) != 0 || !S_ISREG(status.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat("snapshot ", path, " is not a regular file"));
+  absl::StatusOr<std::string> read = read_regular_file(file.get(), snapshot::kMaxFileBytes);
+  if (!read.ok()) {
+    const absl::StatusCode code = absl::IsInvalidArgument(read.status())
+                                      ? absl::StatusCode::kInvalidArgument
+                                      : absl::StatusCode::kDataLoss;
+    return absl::Status(code, absl::StrCat("snapshot ", path, ": ",
+                                           absl::IsOutOfRange(read.status())
+                                               ? absl::StrCat("larger than the cap of ",
+                                                              snapshot::kMaxFileBytes, " bytes")
+                                               : std::string(read.status().message())));
   }
-  // Read at most one byte past the cap, so that a file that grows meanwhile is still bounded.
-  const uint64_t limit =
-      std::min<uint64_t>(static_cast<uint64_t>(status.st_size), snapshot::kMaxFileBytes + 1);
-  std::string bytes(static_cast<size_t>(limit), '\0');
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t count =
-        pread(file.get(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
-    if (count < 0 && errno == EINTR) continue;
-    if (count < 0) {
-      return absl::DataLossError(
-          absl::StrCat("cannot read snapshot ", path, ": ", std::strerror(errno)));
-    }
-    if (count == 0) break;
-    done += static_cast<size_t>(count);
-  }
-  bytes.resize(done);
-  if (bytes.size() > snapshot::kMaxFileBytes) {
-    return absl::DataLossError(absl::StrCat("snapshot ", path, " is larger than the cap of ",
-                                            snapshot::kMaxFileBytes, " bytes"));
-  }
+  const std::string& bytes = *read;
   ResolvedSnapshot result;
   result.digest = sha256_digest(bytes);
   if (!request.expected_digest().empty() && request.expected_digest() != result.digest) {
@@ -124,7 +112,7 @@ absl::StatusOr<ResolvedSnapshot> read_snapshot(const tenon::v1::RestoreVmRequest
   result.engine = parsed->engine;
   result.run_id = snapshot::text_of(parsed->metadata.run_id);
   result.image_digest = snapshot::text_of(parsed->metadata.image_digest);
-  absl::StatusOr<FileDescriptor> memfd = sealed_memfd(bytes, "tenon-snapshot");
+  absl::StatusOr<FileDescriptor> memfd = memfd_with("tenon-snapshot", bytes, /*seal=*/true);
   if (!memfd.ok()) return memfd.status();
   result.memfd = std::move(*memfd);
   return result;

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "file_bytes.h"
 
 namespace mortise {
 namespace {
@@ -62,30 +63,10 @@ absl::StatusOr<snapshot::Written> write_snapshot_file(
   return written;
 }
 
-absl::StatusOr<std::vector<uint8_t>> read_snapshot_fd(int fd) {
-  struct stat status {};
-  if (fstat(fd, &status) != 0 || !S_ISREG(status.st_mode)) {
-    return absl::InvalidArgumentError("the snapshot descriptor is not a regular file");
-  }
-  const auto size = static_cast<uint64_t>(status.st_size);
-  if (size > snapshot::kMaxFileBytes) {
-    return absl::DataLossError(absl::StrCat("the snapshot has ", size, " bytes, beyond the cap of ",
-                                            snapshot::kMaxFileBytes));
-  }
-  std::vector<uint8_t> bytes(size);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t count =
-        pread(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
-    if (count < 0 && errno == EINTR) continue;
-    if (count < 0) {
-      return absl::DataLossError(absl::StrCat("cannot read the snapshot: ", std::strerror(errno)));
-    }
-    if (count == 0) break;
-    done += static_cast<size_t>(count);
-  }
-  bytes.resize(done);
-  return bytes;
+absl::StatusOr<std::string> read_snapshot_fd(int fd) {
+  absl::StatusOr<std::string> bytes = read_regular_file(fd, snapshot::kMaxFileBytes);
+  if (bytes.ok() || absl::IsInvalidArgument(bytes.status())) return bytes;
+  return absl::DataLossError(absl::StrCat("the snapshot: ", bytes.status().message()));
 }
 
 }  // namespace mortise

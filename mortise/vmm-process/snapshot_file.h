@@ -21,7 +21,8 @@ absl::StatusOr<snapshot::Written> write_snapshot_file(
     const std::string& path,
     const std::function<absl::StatusOr<snapshot::Written>(const snapshot::Sink&)>& produce);
 
-// The whole content of the regular file (or memfd) `fd`, at most snapshot::kMaxFileBytes.
-absl::StatusOr<std::vector<uint8_t>> read_snapshot_fd(int fd);
+// The whole content of the regular file (or memfd) `fd`, at most snapshot::kMaxFileBytes:
+// INVALID_ARGUMENT for another kind of file, DATA_LOSS past the cap or when reading fails.
+absl::StatusOr<std::string> read_snapshot_fd(int fd);
 
 }  // namespace mortise

@@ -305,11 +305,11 @@ void VmmRunner::handle_snapshot(uint64_t request_id, const tenon::v1::VmmSnapsho
 }
 
 absl::StatusOr<std::unique_ptr<Instance>> VmmRunner::restore_instance() {
-  absl::StatusOr<std::vector<uint8_t>> bytes = read_snapshot_fd(options_.snapshot_fd);
+  absl::StatusOr<std::string> bytes = read_snapshot_fd(options_.snapshot_fd);
   if (!bytes.ok()) return bytes.status();
   // mortised checked the file too; this process trusts nobody either.
-  absl::StatusOr<snapshot::Snapshot> parsed =
-      snapshot::parse_snapshot(*bytes, tenon::abi::kVersion);
+  absl::StatusOr<snapshot::Snapshot> parsed = snapshot::parse_snapshot(
+      {reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()}, tenon::abi::kVersion);
   if (!parsed.ok()) return parsed.status();
   if (options_.memory_bytes != 0 && parsed->memory_bytes != options_.memory_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("the snapshot has ", parsed->memory_bytes,

@@ -90,8 +90,8 @@ struct SnapshotCapture {
   snapshot::Engine engine = snapshot::Engine::kKvm;
   snapshot::Metadata metadata{};
   snapshot::Machine machine{};
-  KvmVcpuState kvm;                 // engine kKvm
-  std::vector<uint8_t> qemu_state;  // engine kQemu: QEMU's migration stream without RAM
+  KvmVcpuState kvm;        // engine kKvm
+  std::string qemu_state;  // engine kQemu: QEMU's migration stream without RAM
   std::unique_ptr<uint8_t[]> memory;
   uint64_t memory_bytes = 0;
 

@@ -160,10 +160,8 @@ absl::StatusOr<std::unique_ptr<KvmInstance>> KvmInstance::restore(const Kvm& kvm
                                                                   ExitControl exit_control,
                                                                   ConsoleSink& console) {
   // Everything that can be checked without KVM is checked first.
-  if (parsed.engine != snapshot::Engine::kKvm) {
-    return absl::FailedPreconditionError(absl::StrCat("the snapshot was taken on the ",
-                                                      snapshot::engine_name(parsed.engine),
-                                                      " engine; only that engine can restore it"));
+  if (absl::Status status = check_snapshot_engine(parsed.engine, EngineKind::kKvm); !status.ok()) {
+    return status;
   }
   for (const kvm_msr_entry& entry : list<kvm_msr_entry>(parsed, snapshot::SectionType::kMsrs)) {
     if (std::find(std::begin(kSavedMsrs), std::end(kSavedMsrs), entry.index) ==

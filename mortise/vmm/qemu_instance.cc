@@ -6,7 +6,6 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "boot_rom.h"
+#include "file_bytes.h"
 #include "qemu_exit.h"
 #include "tenon/abi.h"
 
@@ -135,19 +135,6 @@ absl::Status await_migration(QmpClient& qmp, const char* what) {
   }
 }
 
-absl::StatusOr<FileDescriptor> memory_file(const char* name, std::span<const uint8_t> bytes) {
-  FileDescriptor fd(memfd_create(name, MFD_CLOEXEC));
-  if (!fd.valid()) return errno_status("memfd_create");
-  for (size_t written = 0; written < bytes.size();) {
-    const ssize_t n = write(fd.get(), bytes.data() + written, bytes.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return errno_status(name);
-    written += static_cast<size_t>(n);
-  }
-  if (lseek(fd.get(), 0, SEEK_SET) != 0) return errno_status("lseek");
-  return fd;
-}
-
 }  // namespace
 
 QemuInstance::QemuInstance(GuestMemory memory, PreparedGuest guest, QemuProcess process,
@@ -197,10 +184,8 @@ uint64_t QemuInstance::guest_tsc_khz(const QemuSettings& qemu) {
 
 absl::StatusOr<std::unique_ptr<QemuInstance>> QemuInstance::restore(
     const snapshot::Snapshot& parsed, const QemuSettings& qemu, ConsoleSink& console) {
-  if (parsed.engine != snapshot::Engine::kQemu) {
-    return absl::FailedPreconditionError(absl::StrCat("the snapshot was taken on the ",
-                                                      snapshot::engine_name(parsed.engine),
-                                                      " engine; only that engine can restore it"));
+  if (absl::Status status = check_snapshot_engine(parsed.engine, EngineKind::kQemu); !status.ok()) {
+    return status;
   }
   // The guest calibrated its timers against the TSC frequency it was told at boot; it must stay.
   const uint64_t saved_khz = parsed.machine.tsc_khz;
@@ -249,11 +234,16 @@ absl::StatusOr<std::unique_ptr<QemuInstance>> QemuInstance::start(
   parameters.boot_info = tenon::abi::kBootInfoAddress;
   const std::vector<uint8_t> rom_bytes = make_boot_rom(parameters);
   if (rom_bytes.empty()) return absl::InternalError("the boot ROM built into Mortise is broken");
-  absl::StatusOr<FileDescriptor> rom = memory_file("mortise-boot-rom", rom_bytes);
+  absl::StatusOr<FileDescriptor> rom = memfd_with(
+      "mortise-boot-rom", {reinterpret_cast<const char*>(rom_bytes.data()), rom_bytes.size()},
+      /*seal=*/true);
   if (!rom.ok()) return rom.status();
   FileDescriptor machine_file;
   if (incoming) {
-    absl::StatusOr<FileDescriptor> state = memory_file("mortise-qemu-state", machine_state);
+    absl::StatusOr<FileDescriptor> state =
+        memfd_with("mortise-qemu-state",
+                   {reinterpret_cast<const char*>(machine_state.data()), machine_state.size()},
+                   /*seal=*/true);
     if (!state.ok()) return state.status();
     machine_file = std::move(*state);
   }
@@ -306,14 +296,14 @@ absl::StatusOr<std::unique_ptr<QemuInstance>> QemuInstance::start(
   };
   absl::StatusOr<QmpClient> qmp = QmpClient::connect(std::move(qmp_ours), kStartLimit);
   if (!qmp.ok()) return failure("did not start", qmp.status());
-  if (absl::Status status = set_migration_capabilities(*qmp); !status.ok()) {
-    return failure("refused Mortise's migration settings", status);
-  }
   if (incoming) {
-    absl::StatusOr<nlohmann::json> started = qmp->execute(
-        "migrate-incoming", {{"uri", absl::StrCat("fd:", kQemuIncomingFd)}}, kCommandLimit);
-    absl::Status loaded = started.ok() ? await_migration(*qmp, "load the snapshot's machine state")
-                                       : started.status();
+    absl::Status loaded = set_migration_capabilities(*qmp);
+    absl::StatusOr<nlohmann::json> started =
+        loaded.ok() ? qmp->execute("migrate-incoming",
+                                   {{"uri", absl::StrCat("fd:", kQemuIncomingFd)}}, kCommandLimit)
+                    : absl::StatusOr<nlohmann::json>(loaded);
+    loaded = started.ok() ? await_migration(*qmp, "load the snapshot's machine state")
+                          : started.status();
     if (!loaded.ok()) return failure("could not restore the snapshot", loaded);
   }
   return std::unique_ptr<QemuInstance>(
@@ -481,6 +471,7 @@ absl::StatusOr<std::unique_ptr<SnapshotCapture>> QemuInstance::capture(
     std::lock_guard lock(qmp_mutex_);
     if (finished_.load()) return absl::FailedPreconditionError("the guest has stopped");
     // A stopped machine is saved in one pass; QEMU stays stopped ("postmigrate") until cont.
+    if (absl::Status status = set_migration_capabilities(qmp_); !status.ok()) return status;
     absl::StatusOr<nlohmann::json> handed =
         qmp_.execute_with_fd("getfd", {{"fdname", kSnapshotFdName}}, stream.get(), kCommandLimit);
     if (!handed.ok()) return handed.status();
@@ -491,23 +482,12 @@ absl::StatusOr<std::unique_ptr<SnapshotCapture>> QemuInstance::capture(
       return saved;
     }
   }
-  struct stat written {};
-  if (fstat(stream.get(), &written) != 0) return errno_status("fstat");
-  const auto size = static_cast<uint64_t>(written.st_size);
-  if (size == 0 || size > snapshot::kMaxQemuStateBytes) {
-    return absl::InternalError(absl::StrCat("QEMU's machine state has ", size,
-                                            " bytes; a snapshot holds 1 to ",
-                                            snapshot::kMaxQemuStateBytes));
+  absl::StatusOr<std::string> state = read_regular_file(stream.get(), snapshot::kMaxQemuStateBytes);
+  if (!state.ok() || state->empty()) {
+    return absl::InternalError(absl::StrCat(
+        "QEMU's machine state: ", state.ok() ? "empty" : std::string(state.status().message())));
   }
-  std::vector<uint8_t>& state = (*captured)->qemu_state;
-  state.resize(size);
-  for (uint64_t done = 0; done < size;) {
-    const ssize_t n =
-        pread(stream.get(), state.data() + done, size - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return errno_status("reading QEMU's machine state");
-    done += static_cast<uint64_t>(n);
-  }
+  (*captured)->qemu_state = std::move(*state);
   return captured;
 }
 

@@ -18,6 +18,10 @@ std::span<const uint8_t> bytes_of(const std::vector<T>& objects) {
   return {reinterpret_cast<const uint8_t*>(objects.data()), objects.size() * sizeof(T)};
 }
 
+std::span<const uint8_t> bytes_of(const std::string& text) {
+  return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SnapshotCapture>> begin_capture(
