@@ -1134,21 +1134,6 @@ absl::StatusOr<v1::CreateBootstrapTokenResponse> Controller::create_bootstrap_to
       request.device_name().empty() ? "probe" : request.device_name());
   *probe.mutable_device()->mutable_metadata()->mutable_labels() = request.labels();
   if (absl::Status valid = check_object(probe); !valid.ok()) return valid;
-  absl::MutexLock lock(&mutex_);
-  if (!request.device_name().empty() && !request.labels().empty()) {
-    // An existing device's labels are its Device object's; a token must not carry others.
-    absl::StatusOr<std::optional<v1::Object>> existing;
-    absl::Status read = store_->transact([&](StoreTransaction& tx) {
-      existing = tx.get_object(v1::OBJECT_KIND_DEVICE, request.device_name());
-      return existing.status();
-    });
-    if (!read.ok()) return read;
-    if (existing->has_value()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("Device ", request.device_name(),
-                       " exists: its labels are set by applying it, not by a bootstrap token"));
-    }
-  }
   const std::string secret = absl::StrCat("tenon-bootstrap-", random_hex(24));
   BootstrapTokenRecord record;
   record.token_hash = sha256_hex(secret);
@@ -1157,8 +1142,21 @@ absl::StatusOr<v1::CreateBootstrapTokenResponse> Controller::create_bootstrap_to
   const absl::Time expire = absl::Now() + ttl;
   record.expire_unix_seconds = absl::ToUnixSeconds(expire);
   for (const auto& [key, value] : request.labels()) record.labels[key] = value;
-  absl::Status status =
-      store_->transact([&](StoreTransaction& tx) { return tx.put_bootstrap_token(record); });
+  absl::MutexLock lock(&mutex_);
+  absl::Status status = store_->transact([&](StoreTransaction& tx) -> absl::Status {
+    if (!request.device_name().empty() && !request.labels().empty()) {
+      // An existing device's labels are its Device object's; a token must not carry others.
+      absl::StatusOr<std::optional<v1::Object>> existing =
+          tx.get_object(v1::OBJECT_KIND_DEVICE, request.device_name());
+      if (!existing.ok()) return existing.status();
+      if (existing->has_value()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("Device ", request.device_name(),
+                         " exists: its labels are set by applying it, not by a bootstrap token"));
+      }
+    }
+    return tx.put_bootstrap_token(record);
+  });
   if (!status.ok()) return status;
   v1::CreateBootstrapTokenResponse response;
   response.set_token(secret);
@@ -1524,11 +1522,15 @@ void Controller::close_session(const std::string& device,
   absl::MutexLock lock(&mutex_);
   auto found = devices_.find(device);
   if (found == devices_.end() || found->second.session != session) return;
-  found->second.session.reset();
-  found->second.dirty = true;
+  detach_session(device, found->second);
+}
+
+void Controller::detach_session(const std::string& device, DeviceRuntime& runtime) {
+  runtime.session.reset();
+  runtime.dirty = true;
   // Subscriptions end with the stream; the next session subscribes again.
-  for (auto& [name, runtime] : instances_) {
-    if (runtime.device == device) runtime.console_subscribed = false;
+  for (auto& [name, instance] : instances_) {
+    if (instance.device == device) instance.console_subscribed = false;
   }
   console_changed_.SignalAll();
 }
@@ -1549,12 +1551,7 @@ void Controller::ping_all() {
           "device ", name, " answered nothing for ",
           absl::FormatDuration(absl::Trunc(now - runtime.last_seen, absl::Milliseconds(1))), " (",
           kSilentPings, " ping intervals); reconnect")));
-      runtime.session.reset();
-      runtime.dirty = true;
-      for (auto& [instance, instance_runtime] : instances_) {
-        if (instance_runtime.device == name) instance_runtime.console_subscribed = false;
-      }
-      console_changed_.SignalAll();
+      detach_session(name, runtime);
       continue;
     }
     v1::ControllerMessage message;

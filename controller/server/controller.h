@@ -184,6 +184,8 @@ class Controller {
   absl::Status replan(StoreTransaction& tx, const std::set<std::string>& only,
                       std::vector<std::pair<std::string, tenon::v1::DesiredState>>* to_send);
   void send_desired_state(const std::string& device, const tenon::v1::DesiredState& state);
+  // The device has no stream any more (it ended, or went silent): Disconnected from now on.
+  void detach_session(const std::string& device, DeviceRuntime& runtime);
   void subscribe_consoles(const std::string& device, const tenon::v1::DesiredState& state);
 
   // What a deployment's status is computed from: every device, and every instance.
