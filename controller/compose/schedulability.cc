@@ -31,15 +31,14 @@ std::string out_of_bounds(const std::vector<TaskSpec>& tasks, uint64_t overhead)
     return absl::StrCat("the per-job overhead of ", overhead, " ns exceeds the analysis' bound of ",
                         kMaxTaskTimeNs, " ns");
   }
+  auto in_range = [](uint64_t ns) { return ns >= 1 && ns <= kMaxTaskTimeNs; };
   for (const TaskSpec& task : tasks) {
-    for (const auto& [field, value] :
-         {std::pair<const char*, uint64_t>{"period", task.period_ns},
-          {"deadline", task.relative_deadline_ns},
-          {"worst-case execution time with overhead", task.wcet_ns + overhead}}) {
-      if (value == 0 || value > kMaxTaskTimeNs || task.wcet_ns > kMaxTaskTimeNs) {
-        return absl::StrCat("task '", task.name, "': its ", field, " is outside 1 ns to ",
-                            kMaxTaskTimeNs, " ns, the range the analysis can vouch for");
-      }
+    // Both terms are at most kMaxTaskTimeNs here, so their sum cannot wrap.
+    if (!in_range(task.period_ns) || !in_range(task.relative_deadline_ns) ||
+        !in_range(task.wcet_ns) || !in_range(task.wcet_ns + overhead)) {
+      return absl::StrCat("task '", task.name, "': its period, deadline or worst-case execution ",
+                          "time with overhead is outside 1 ns to ", kMaxTaskTimeNs,
+                          " ns, the range the analysis can vouch for");
     }
   }
   return "";

@@ -39,21 +39,40 @@ std::string describe(const HostPartition& partition) {
                       "], real-time cpus [", absl::StrJoin(partition.realtime_cpus, ","), "]");
 }
 
+namespace {
+
+// The CPU a request pins to, if any, and its one-CPU mask.
+struct Pin {
+  int cpu;
+  cpu_set_t set;
+};
+absl::StatusOr<std::optional<Pin>> pin_of(const PlacementRequest& request,
+                                          const HostPartition& partition) {
+  std::optional<int> cpu = request.cpu;
+  if (!cpu && request.policy == PlacementPolicy::kRealtime) cpu = partition.realtime_cpus.front();
+  if (!cpu) return std::nullopt;
+  if (*cpu < 0 || *cpu >= CPU_SETSIZE) {
+    return absl::InvalidArgumentError(absl::StrCat("CPU ", *cpu, " does not exist"));
+  }
+  Pin pin{*cpu, {}};
+  CPU_ZERO(&pin.set);
+  CPU_SET(*cpu, &pin.set);
+  return pin;
+}
+
+}  // namespace
+
 absl::StatusOr<Placement> place_current_thread(const PlacementRequest& request,
                                                const HostPartition& partition) {
   Placement placement;
-  std::optional<int> cpu = request.cpu;
-  if (!cpu && request.policy == PlacementPolicy::kRealtime) cpu = partition.realtime_cpus.front();
-  if (cpu) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (*cpu < 0 || *cpu >= CPU_SETSIZE) {
-      return absl::InvalidArgumentError(absl::StrCat("CPU ", *cpu, " does not exist"));
-    }
-    CPU_SET(*cpu, &set);
+  absl::StatusOr<std::optional<Pin>> pin = pin_of(request, partition);
+  if (!pin.ok()) return pin.status();
+  if (*pin) {
+    const int cpu = (*pin)->cpu;
+    const cpu_set_t& set = (*pin)->set;
     if (sched_setaffinity(0, sizeof(set), &set) != 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("cannot pin to CPU ", *cpu, ": ", std::strerror(errno)));
+          absl::StrCat("cannot pin to CPU ", cpu, ": ", std::strerror(errno)));
     }
     placement.cpu = cpu;
   }
@@ -85,15 +104,11 @@ absl::StatusOr<Placement> place_instance(const Instance& instance, const Placeme
   const std::optional<pid_t> process = instance.vcpu_process();
   if (!process) return place_current_thread(request, partition);
   Placement placement;
-  std::optional<int> cpu = request.cpu;
-  if (!cpu && request.policy == PlacementPolicy::kRealtime) cpu = partition.realtime_cpus.front();
-  if (cpu) {
-    if (*cpu < 0 || *cpu >= CPU_SETSIZE) {
-      return absl::InvalidArgumentError(absl::StrCat("CPU ", *cpu, " does not exist"));
-    }
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(*cpu, &set);
+  absl::StatusOr<std::optional<Pin>> pin = pin_of(request, partition);
+  if (!pin.ok()) return pin.status();
+  if (*pin) {
+    const int cpu = (*pin)->cpu;
+    const cpu_set_t& set = (*pin)->set;
     // Every thread QEMU has started (its vCPU thread exists from the start, held by -S); threads
     // it starts later inherit the mask of the thread that starts them.
     std::error_code error;
@@ -102,7 +117,7 @@ absl::StatusOr<Placement> place_instance(const Instance& instance, const Placeme
       const pid_t thread = static_cast<pid_t>(std::atoi(task.path().filename().c_str()));
       if (thread > 0 && sched_setaffinity(thread, sizeof(set), &set) != 0 && errno != ESRCH) {
         return absl::InvalidArgumentError(
-            absl::StrCat("cannot pin QEMU to CPU ", *cpu, ": ", std::strerror(errno)));
+            absl::StrCat("cannot pin QEMU to CPU ", cpu, ": ", std::strerror(errno)));
       }
     }
     if (error) {
