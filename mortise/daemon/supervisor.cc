@@ -96,7 +96,7 @@ absl::StatusOr<std::unique_ptr<Supervisor>> Supervisor::create(SupervisorOptions
     features = {"qemu", "xapic-mmio"};
     if (supervisor->options_.qemu.icount) features.push_back("icount");
     std::sort(features.begin(), features.end());
-    supervisor->tsc_frequency_khz_ = supervisor->options_.qemu.icount ? 1'000'000 : host_tsc_khz();
+    supervisor->tsc_frequency_khz_ = qemu_guest_tsc_khz(supervisor->options_.qemu);
     return supervisor;
   }
   absl::StatusOr<Kvm> kvm = Kvm::open();

@@ -316,9 +316,6 @@ absl::StatusOr<std::unique_ptr<Instance>> VmmRunner::restore_instance() {
                                                    " bytes of guest memory, --memory says ",
                                                    options_.memory_bytes));
   }
-  if (absl::Status status = check_snapshot_engine(parsed->engine, options_.engine); !status.ok()) {
-    return status;
-  }
   absl::StatusOr<std::unique_ptr<Instance>> instance;
   if (options_.engine == EngineKind::kQemu) {
     absl::StatusOr<std::unique_ptr<QemuInstance>> restored =

@@ -236,4 +236,8 @@ absl::Status check_snapshot_engine(snapshot::Engine taken_on, EngineKind here) {
                    engine_name(here), " engine"));
 }
 
+uint64_t qemu_guest_tsc_khz(const QemuSettings& qemu) {
+  return qemu.icount ? 1'000'000 : host_tsc_khz();
+}
+
 }  // namespace mortise

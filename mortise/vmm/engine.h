@@ -82,6 +82,10 @@ absl::StatusOr<std::unique_ptr<Instance>> create_instance(EngineKind engine,
 // otherwise.
 absl::Status check_snapshot_engine(snapshot::Engine taken_on, EngineKind here);
 
+// The TSC frequency a guest of the qemu engine sees: virtual nanoseconds under icount (1 GHz),
+// the host's TSC otherwise.
+uint64_t qemu_guest_tsc_khz(const QemuSettings& qemu);
+
 // The host's TSC frequency, measured once against CLOCK_MONOTONIC_RAW (QEMU's TCG shows the
 // host's TSC to the guest).
 uint64_t host_tsc_khz();

@@ -170,16 +170,11 @@ absl::StatusOr<std::unique_ptr<QemuInstance>> QemuInstance::create(const Instanc
   setup.stack_bytes = config.stack_bytes;
   setup.app_run_ns = config.app_run_ns;
   setup.host_start_tsc = host_start_tsc;
-  setup.tsc_khz = guest_tsc_khz(qemu);
+  setup.tsc_khz = qemu_guest_tsc_khz(qemu);
   absl::StatusOr<PreparedGuest> guest = prepare_guest(*memory, *file, setup);
   if (!guest.ok()) return guest.status();
   return start(std::move(*memory), std::move(*guest), qemu, console, setup.tsc_khz,
                /*machine_state=*/{});
-}
-
-uint64_t QemuInstance::guest_tsc_khz(const QemuSettings& qemu) {
-  // Under icount the guest's TSC counts virtual nanoseconds; under TCG it is the host's TSC.
-  return qemu.icount ? 1'000'000 : host_tsc_khz();
 }
 
 absl::StatusOr<std::unique_ptr<QemuInstance>> QemuInstance::restore(
@@ -189,7 +184,7 @@ absl::StatusOr<std::unique_ptr<QemuInstance>> QemuInstance::restore(
   }
   // The guest calibrated its timers against the TSC frequency it was told at boot; it must stay.
   const uint64_t saved_khz = parsed.machine.tsc_khz;
-  const uint64_t here_khz = guest_tsc_khz(qemu);
+  const uint64_t here_khz = qemu_guest_tsc_khz(qemu);
   const uint64_t difference = saved_khz > here_khz ? saved_khz - here_khz : here_khz - saved_khz;
   if (difference * 200 > saved_khz) {
     return absl::FailedPreconditionError(absl::StrCat(

@@ -77,8 +77,6 @@ class QemuInstance final : public Instance {
   static absl::StatusOr<std::unique_ptr<QemuInstance>> start(
       GuestMemory memory, PreparedGuest guest, const QemuSettings& qemu, ConsoleSink& console,
       uint64_t tsc_khz, std::span<const uint8_t> machine_state);
-  // The TSC frequency the guest sees.
-  static uint64_t guest_tsc_khz(const QemuSettings& qemu);
   // Moves what QEMU wrote to its console and stderr along; false at end of file on both.
   bool drain_output(bool block);
   std::string guest_position();
