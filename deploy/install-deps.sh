@@ -8,13 +8,16 @@ packages=(
   build-essential cmake ccache pkg-config clang lld binutils
   # hosted libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
-  libsqlite3-dev libspdlog-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libseccomp-dev
-  libssl-dev libcpp-httplib-dev
+  libsqlite3-dev libpq-dev libspdlog-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
+  libseccomp-dev libssl-dev libcpp-httplib-dev
   # the QEMU engine (Mortise runs guests on QEMU where /dev/kvm is missing)
   qemu-system-x86 qemu-utils
   # tests and benchmarks (the B1 baseline boots Debian's PREEMPT_RT kernel from a busybox initramfs)
   linux-image-rt-amd64 busybox-static cpio
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev rt-tests prometheus jq curl
+  # the PostgreSQL store's tests start a private server of their own (initdb, pg_ctl); the
+  # package's system cluster is neither used nor needed
+  postgresql
   # code style
   clang-format clang-tidy
 )

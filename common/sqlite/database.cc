@@ -15,13 +15,13 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "text/one_line.h"
 
 namespace tenon::sqlite {
 namespace {
 
 // How long a writer waits for another connection's lock before giving up with Unavailable.
 constexpr int kBusyTimeoutMilliseconds = 5000;
-constexpr size_t kSqlInMessagesMaxChars = 160;
 
 absl::StatusCode status_code_for(int sqlite_code) {
   switch (sqlite_code & 0xff) {  // the primary code of an extended one
@@ -58,26 +58,6 @@ absl::StatusCode status_code_for(int sqlite_code) {
 // Debian's Abseil has its own string_view type; StrCat takes only that one.
 absl::string_view view(std::string_view text) {
   return absl::string_view(text.data(), text.size());
-}
-
-// One line, bounded: SQL as it appears in error messages.
-std::string shorten(std::string_view sql) {
-  std::string line;
-  bool pending_space = false;
-  for (char c : sql) {
-    if (absl::ascii_isspace(static_cast<unsigned char>(c))) {
-      pending_space = !line.empty();
-      continue;
-    }
-    if (pending_space) line.push_back(' ');
-    pending_space = false;
-    line.push_back(c);
-    if (line.size() >= kSqlInMessagesMaxChars) {
-      line.append("...");
-      break;
-    }
-  }
-  return line;
 }
 
 absl::Status make_error(int code, std::string_view path, std::string_view operation,
@@ -323,7 +303,8 @@ absl::Status Database::migrate(std::span<const Migration> migrations) {
 absl::Status Database::exec(std::string_view sql) {
   const std::string text(sql);
   const int code = sqlite3_exec(handle_, text.c_str(), nullptr, nullptr, nullptr);
-  if (code != SQLITE_OK) return error(code, absl::StrCat("exec `", shorten(sql), "`"));
+  if (code != SQLITE_OK)
+    return error(code, absl::StrCat("exec `", tenon::text::shorten_sql(sql), "`"));
   return absl::OkStatus();
 }
 
@@ -335,17 +316,19 @@ absl::StatusOr<Statement> Database::prepare(std::string_view sql) {
   const char* tail = nullptr;
   const int code =
       sqlite3_prepare_v2(handle_, sql.data(), static_cast<int>(sql.size()), &statement, &tail);
-  if (code != SQLITE_OK) return error(code, absl::StrCat("prepare `", shorten(sql), "`"));
-  Statement result(statement, path_, shorten(sql));
+  if (code != SQLITE_OK)
+    return error(code, absl::StrCat("prepare `", tenon::text::shorten_sql(sql), "`"));
+  Statement result(statement, path_, tenon::text::shorten_sql(sql));
   if (statement == nullptr) {
     return absl::InvalidArgumentError(
-        absl::StrCat(path_, ": prepare `", shorten(sql), "`: holds no statement"));
+        absl::StrCat(path_, ": prepare `", tenon::text::shorten_sql(sql), "`: holds no statement"));
   }
   const std::string_view rest = sql.substr(static_cast<size_t>(tail - sql.data()));
   for (char c : rest) {
     if (c != ';' && !absl::ascii_isspace(static_cast<unsigned char>(c))) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path_, ": prepare `", shorten(sql), "`: holds more than one statement (use exec)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path_, ": prepare `", tenon::text::shorten_sql(sql),
+                       "`: holds more than one statement (use exec)"));
     }
   }
   return result;

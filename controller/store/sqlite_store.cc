@@ -1,15 +1,13 @@
 // SqliteStore: the schema, its migrations and the StoreTransaction over tenon::sqlite.
 #include "sqlite_store.h"
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
-
 #include <cstdint>
 #include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "object_meta.h"
+#include "record_encoding.h"
 
 namespace tenon::controller {
 namespace {
@@ -64,24 +62,6 @@ CREATE TABLE counters (
 )sql"},
 };
 
-// Deterministic so that equal messages are stored as equal bytes (maps in a stable order).
-absl::StatusOr<std::string> serialize(const google::protobuf::MessageLite& message,
-                                      std::string_view what) {
-  std::string bytes;
-  bool serialized = false;
-  {
-    google::protobuf::io::StringOutputStream stream(&bytes);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    serialized = message.SerializeToCodedStream(&coded);
-  }
-  if (!serialized) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(std::string(what), ": cannot serialize (larger than 2 GiB?)"));
-  }
-  return bytes;
-}
-
 // Resets its statement when it goes out of scope, so that a cached statement holds no read
 // cursor and no bindings between uses.
 class StatementLease {
@@ -116,7 +96,8 @@ class SqliteTransaction : public StoreTransaction {
     absl::StatusOr<bool> row = (*select)->step();
     if (!row.ok()) return row.status();
     if (!*row) return std::nullopt;
-    absl::StatusOr<Object> object = parse_object(kind, name, (*select)->column_blob(0));
+    absl::StatusOr<Object> object =
+        parse_stored_object(name_, kind, name, (*select)->column_blob(0));
     if (!object.ok()) return object.status();
     return *std::move(object);
   }
@@ -132,7 +113,7 @@ class SqliteTransaction : public StoreTransaction {
       if (!row.ok()) return row.status();
       if (!*row) break;
       absl::StatusOr<Object> object =
-          parse_object(kind, (*select)->column_text(0), (*select)->column_blob(1));
+          parse_stored_object(name_, kind, (*select)->column_text(0), (*select)->column_blob(1));
       if (!object.ok()) return object.status();
       objects.push_back(*std::move(object));
     }
@@ -140,24 +121,17 @@ class SqliteTransaction : public StoreTransaction {
   }
 
   absl::Status put_object(const Object& object) override {
-    const ObjectKind kind = object_kind(object);
-    const std::string& name = object_meta(object).name();
-    if (kind == tenon::v1::OBJECT_KIND_UNSPECIFIED) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name_, ": put_object: the object has no kind"));
-    }
-    if (name.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name_, ": put_object: ", kind_name(kind), " without metadata.name"));
-    }
-    absl::StatusOr<std::string> body =
-        serialize(object, absl::StrCat(name_, ": object ", kind_name(kind), "/", name));
-    if (!body.ok()) return body.status();
+    absl::StatusOr<ObjectRow> row = object_row(name_, object);
+    if (!row.ok()) return row.status();
     absl::StatusOr<StatementLease> upsert = statement(
         "INSERT INTO objects (kind, name, body) VALUES (?1, ?2, ?3) "
         "ON CONFLICT (kind, name) DO UPDATE SET body = excluded.body");
     if (!upsert.ok()) return upsert.status();
-    return (*upsert)->bind(1, static_cast<int64_t>(kind)).bind(2, name).bind_blob(3, *body).run();
+    return (*upsert)
+        ->bind(1, static_cast<int64_t>(row->kind))
+        .bind(2, row->name)
+        .bind_blob(3, row->body)
+        .run();
   }
 
   absl::Status delete_object(ObjectKind kind, const std::string& name) override {
@@ -314,7 +288,7 @@ class SqliteTransaction : public StoreTransaction {
         }
       }
     }
-    absl::StatusOr<std::string> body = serialize(state, what);
+    absl::StatusOr<std::string> body = serialize_record(state, what);
     if (!body.ok()) return body.status();
     absl::StatusOr<StatementLease> upsert = statement(
         "INSERT INTO desired_states (device, version, body) VALUES (?1, ?2, ?3) "
@@ -336,13 +310,10 @@ class SqliteTransaction : public StoreTransaction {
     absl::StatusOr<bool> row = (*select)->step();
     if (!row.ok()) return row.status();
     if (!*row) return std::nullopt;
-    DesiredState state;
-    if (!state.ParseFromString((*select)->column_blob(1)) ||
-        static_cast<int64_t>(state.version()) != (*select)->column_int64(0)) {
-      return absl::DataLossError(absl::StrCat(name_, ": desired state of device ", device_name,
-                                              ": the stored body is corrupt"));
-    }
-    return state;
+    absl::StatusOr<DesiredState> state = parse_stored_desired_state(
+        name_, device_name, (*select)->column_int64(0), (*select)->column_blob(1));
+    if (!state.ok()) return state.status();
+    return *std::move(state);
   }
 
   absl::Status delete_desired_state(const std::string& device_name) override {
@@ -373,6 +344,21 @@ class SqliteTransaction : public StoreTransaction {
     return static_cast<uint64_t>(value);
   }
 
+  absl::StatusOr<uint64_t> read_counter(const std::string& counter) override {
+    absl::StatusOr<StatementLease> select = statement("SELECT value FROM counters WHERE name = ?1");
+    if (!select.ok()) return select.status();
+    (*select)->bind(1, counter);
+    absl::StatusOr<bool> row = (*select)->step();
+    if (!row.ok()) return row.status();
+    if (!*row) return 0;
+    const int64_t value = (*select)->column_int64(0);
+    if (value < 1) {
+      return absl::DataLossError(
+          absl::StrCat(name_, ": counter ", counter, ": stored value ", value, " is corrupt"));
+    }
+    return static_cast<uint64_t>(value);
+  }
+
  private:
   absl::StatusOr<StatementLease> statement(std::string_view sql) {
     auto found = statements_.find(sql);
@@ -394,21 +380,6 @@ class SqliteTransaction : public StoreTransaction {
     return remove->run();
   }
 
-  absl::StatusOr<Object> parse_object(ObjectKind kind, const std::string& name,
-                                      const std::string& body) {
-    Object object;
-    if (!object.ParseFromString(body)) {
-      return absl::DataLossError(absl::StrCat(name_, ": object ", kind_name(kind), "/", name,
-                                              ": the stored body does not parse"));
-    }
-    if (object_kind(object) != kind || object_meta(object).name() != name) {
-      return absl::DataLossError(
-          absl::StrCat(name_, ": object ", kind_name(kind), "/", name, ": the stored body holds ",
-                       kind_name(object_kind(object)), "/", object_meta(object).name()));
-    }
-    return object;
-  }
-
   Database& database_;
   std::map<std::string_view, std::unique_ptr<Statement>>& statements_;
   const std::string name_;  // "sqlite:<path>", the prefix of this layer's errors
@@ -424,19 +395,13 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string
   return std::unique_ptr<SqliteStore>(new SqliteStore(*std::move(database)));
 }
 
-absl::Status SqliteStore::transact(const std::function<absl::Status(StoreTransaction&)>& body) {
-  if (transacting_thread_.load() == std::this_thread::get_id()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(describe(), ": transact called from inside a transaction body"));
-  }
-  std::lock_guard<std::mutex> lock(mutex_);
-  transacting_thread_.store(std::this_thread::get_id());
-  struct ClearOwner {
-    std::atomic<std::thread::id>& owner;
-    ~ClearOwner() { owner.store(std::thread::id()); }
-  } clear_owner{transacting_thread_};
+absl::Status SqliteStore::run_transaction(
+    const std::function<absl::Status(StoreTransaction&)>& body,
+    const std::function<void()>& committed) {
   SqliteTransaction transaction(*database_, statements_);
-  return database_->transaction([&] { return body(transaction); });
+  absl::Status status = database_->transaction([&] { return body(transaction); });
+  if (status.ok()) committed();
+  return status;
 }
 
 std::string SqliteStore::describe() const { return absl::StrCat("sqlite:", database_->path()); }

@@ -2,13 +2,10 @@
 // The schema and its migrations are in sqlite_store.cc and described in README.md.
 #pragma once
 
-#include <atomic>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
-#include <thread>
 
 #include "absl/status/statusor.h"
 #include "sqlite/database.h"
@@ -24,10 +21,13 @@ class SqliteStore : public Store {
 
   // Safe to call from several threads: transactions run one at a time. Calling transact from
   // inside a body is refused (FailedPrecondition) instead of deadlocking.
-  absl::Status transact(const std::function<absl::Status(StoreTransaction&)>& body) override;
   std::string describe() const override;  // "sqlite:<path>"
 
   int schema_version() const;
+
+ protected:
+  absl::Status run_transaction(const std::function<absl::Status(StoreTransaction&)>& body,
+                               const std::function<void()>& committed) override;
 
  private:
   explicit SqliteStore(std::unique_ptr<tenon::sqlite::Database> database);
@@ -36,8 +36,6 @@ class SqliteStore : public Store {
   // Prepared once, keyed by their SQL (string literals); declared after database_ so that they
   // are finalized before it closes.
   std::map<std::string_view, std::unique_ptr<tenon::sqlite::Statement>> statements_;
-  std::mutex mutex_;  // serialises transactions: the Database is not thread-safe
-  std::atomic<std::thread::id> transacting_thread_{};  // to refuse reentrant transact calls
 };
 
 }  // namespace tenon::controller

@@ -1,5 +1,5 @@
-// The controller's durable state behind one interface, so that a PostgreSQL store can follow the
-// embedded SQLite one (sqlite_store.h) without touching the services.
+// The controller's durable state behind one interface, so that the embedded SQLite store
+// (sqlite_store.h) and the PostgreSQL one (postgres_store.h) serve the same services.
 //
 // Everything that changes state happens inside Store::transact: the function runs in one
 // transaction that commits when it returns OK and rolls back otherwise, so a request is applied
@@ -12,13 +12,22 @@
 //   - the desired state last computed for each device (DesiredState.version only increases);
 //   - named counters (e.g. the next desired-state version).
 // Images are content-addressed files beside the database (blob_store.h), not rows.
+//
+// The change feed: every transaction that writes objects takes the next value of the counter
+// kResourceVersionCounter once, stamps it into metadata.resource_version of every object it puts,
+// and, once committed, hands the listener (set_change_listener) its changes in commit order.
+// That is what the controller's object cache is fed from; a rolled-back transaction reports
+// nothing, so memory never holds what the store does not.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -35,6 +44,26 @@ struct BootstrapTokenRecord {
   int64_t expire_unix_seconds = 0;
   std::map<std::string, std::string> labels;  // given to devices enrolled with it
 };
+
+// The counter behind ObjectMeta.resource_version: one step per committed object-writing
+// transaction, stored with the objects, so it never goes back across restarts.
+inline constexpr char kResourceVersionCounter[] = "resource-version";
+
+// One object written or deleted by a committed transaction.
+struct ObjectChange {
+  tenon::v1::ObjectKind kind = tenon::v1::OBJECT_KIND_UNSPECIFIED;
+  std::string name;
+  std::optional<tenon::v1::Object> object;  // as stored; empty when deleted
+};
+
+// What one committed transaction did to objects, in the order it did it.
+struct CommittedChanges {
+  uint64_t resource_version = 0;
+  std::vector<ObjectChange> changes;
+};
+
+// Takes the changes by value: the listener may keep the objects without copying them.
+using ChangeListener = std::function<void(CommittedChanges)>;
 
 struct DeviceCredentialRecord {
   std::string device_name;
@@ -79,6 +108,8 @@ class StoreTransaction {
 
   // Returns the counter's next value (1 for a new counter) and stores it.
   virtual absl::StatusOr<uint64_t> next_counter(const std::string& counter) = 0;
+  // The counter's current value without changing it (0 for a counter never taken).
+  virtual absl::StatusOr<uint64_t> read_counter(const std::string& counter) = 0;
 };
 
 class Store {
@@ -86,9 +117,29 @@ class Store {
   virtual ~Store() = default;
   // Runs `body` in one transaction: commit when it returns OK, roll back otherwise (the body's
   // status is returned). Transactions are serialised; a body must not call transact itself.
-  virtual absl::Status transact(const std::function<absl::Status(StoreTransaction&)>& body) = 0;
+  // Object writes are stamped and reported to the change listener after the commit. A backend
+  // may run `body` again when the transaction conflicted with another process's (PostgresStore):
+  // a body must have no effect outside the transaction but what it assigns.
+  absl::Status transact(const std::function<absl::Status(StoreTransaction&)>& body);
+  // Called after every committed transaction that wrote objects, in commit order, before
+  // transact returns (so a caller reads its own writes from whatever the listener feeds). Set
+  // it once, before the store is shared between threads; the listener must not call transact.
+  void set_change_listener(ChangeListener listener) { listener_ = std::move(listener); }
   // A short description for logs and /metrics, e.g. "sqlite:/var/lib/tenon/controller.db".
   virtual std::string describe() const = 0;
+
+ protected:
+  // The backend's transaction: run `body`, commit when it returns OK, then call `committed`.
+  // Store::transact serialises the calls.
+  virtual absl::Status run_transaction(const std::function<absl::Status(StoreTransaction&)>& body,
+                                       const std::function<void()>& committed) = 0;
+
+ private:
+  ChangeListener listener_;
+  // Transactions run one at a time (a SQLite handle or a libpq connection runs one), and the
+  // listener hears commits in order.
+  std::mutex transaction_mutex_;
+  std::atomic<std::thread::id> transacting_thread_{};  // to refuse reentrant transact calls
 };
 
 }  // namespace tenon::controller

@@ -630,6 +630,21 @@ field tenon.v1.ChannelEndpoint.side = 2: tenon.v1.ChannelSide
 enum tenon.v1.ChannelSide.CHANNEL_SIDE_UNSPECIFIED = 0
 enum tenon.v1.ChannelSide.CHANNEL_SIDE_A = 1
 enum tenon.v1.ChannelSide.CHANNEL_SIDE_B = 2
+field tenon.v1.ObjectMeta.resource_version = 7: uint64
+field tenon.v1.ListResponse.resource_version = 3: uint64
+field tenon.v1.WatchRequest.kind = 1: tenon.v1.ObjectKind
+field tenon.v1.WatchRequest.selector = 2: tenon.v1.LabelSelector
+field tenon.v1.WatchRequest.resource_version = 3: uint64
+field tenon.v1.WatchEvent.type = 1: tenon.v1.WatchEvent.Type
+field tenon.v1.WatchEvent.object = 2: tenon.v1.Object
+field tenon.v1.WatchEvent.resource_version = 3: uint64
+enum tenon.v1.WatchEvent.Type.TYPE_UNSPECIFIED = 0
+enum tenon.v1.WatchEvent.Type.TYPE_ADDED = 1
+enum tenon.v1.WatchEvent.Type.TYPE_MODIFIED = 2
+enum tenon.v1.WatchEvent.Type.TYPE_DELETED = 3
+enum tenon.v1.WatchEvent.Type.TYPE_BOOKMARK = 4
+rpc tenon.v1.FleetService.Watch(tenon.v1.WatchRequest) returns (stream tenon.v1.WatchEvent)
+field tenon.v1.SnapshotUpload.error = 4: string
 )golden";
 
 std::string type_of(const FieldDescriptor* field) {
