@@ -688,7 +688,8 @@ void Agent::handle_snapshot(const tenon::v1::SnapshotCommand& command) {
   const absl::Status done = snapshot_and_upload(command);
   if (done.ok()) return;
   log_line(absl::StrCat("snapshot of ", command.instance_name(), " failed: ", done.message()));
-  // The controller learns of the failure from the status (agent.proto, SnapshotCommand).
+  // Operators see the failure in the instance's status; the controller's migration ends on the
+  // SnapshotUpload that carries the error (agent.proto).
   AgentMessage message;
   tenon::v1::InstanceStatusUpdate* update = message.mutable_instance_status();
   update->set_instance_name(command.instance_name());
@@ -697,6 +698,12 @@ void Agent::handle_snapshot(const tenon::v1::SnapshotCommand& command) {
       absl::StrCat("snapshot for migration ", command.migration_id(), " failed: ", done.message()));
   *update->mutable_time() = timestamp_of(absl::Now());
   send(std::move(message));
+  AgentMessage failure;
+  tenon::v1::SnapshotUpload* upload = failure.mutable_snapshot_upload();
+  upload->set_migration_id(command.migration_id());
+  upload->set_instance_name(command.instance_name());
+  upload->set_error(std::string(done.message()));
+  send(std::move(failure));
 }
 
 absl::Status Agent::snapshot_and_upload(const tenon::v1::SnapshotCommand& command) {

@@ -20,9 +20,9 @@
 #include "controller.h"
 #include "fleet_composer.h"
 #include "grpc_services.h"
+#include "open_store.h"
 #include "request_limits.h"
 #include "rest_api.h"
-#include "sqlite_store.h"
 #include "tenonctl_defaults.h"
 
 namespace {
@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
       "composes and builds images for every device a deployment selects, and exports /metrics.",
       "tenon-controller"};
   std::string data_dir = "/var/lib/tenon-controller";
+  std::string store_spec;
   std::string listen = "127.0.0.1:7440";
   std::string http_listen = "127.0.0.1:7441";
   std::string operator_token_file;
@@ -106,6 +107,9 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", data_dir,
                  "controller.db (SQLite), blobs/ (images) and the operator token")
       ->capture_default_str();
+  app.add_option("--store", store_spec,
+                 "sqlite (default: <data-dir>/controller.db), sqlite:PATH, or a PostgreSQL URL "
+                 "postgres://USER@HOST:PORT/DB (a password in the URL is never logged)");
   app.add_option("--listen", listen, "gRPC address (FleetService and AgentService); port 0 picks")
       ->capture_default_str();
   app.add_option("--http-listen", http_listen, "REST, /metrics and /healthz; port 0 picks")
@@ -151,8 +155,7 @@ int main(int argc, char** argv) {
   if (operator_token_file.empty()) operator_token_file = data_dir + "/operator-token";
   if (cache_dir.empty()) cache_dir = data_dir + "/image-cache";
   absl::StatusOr<std::string> operator_token = load_operator_token(operator_token_file);
-  absl::StatusOr<std::unique_ptr<SqliteStore>> store =
-      SqliteStore::open(data_dir + "/controller.db");
+  absl::StatusOr<std::unique_ptr<Store>> store = open_store(store_spec, data_dir);
   absl::StatusOr<BlobStore> blobs = BlobStore::open(data_dir + "/blobs");
   absl::StatusOr<std::pair<std::string, int>> grpc_address = split_address(listen);
   absl::StatusOr<std::pair<std::string, int>> http_address = split_address(http_listen);
@@ -183,11 +186,13 @@ int main(int argc, char** argv) {
   config.ping_interval = absl::Seconds(ping_seconds);
   config.telemetry_interval = absl::Seconds(telemetry_seconds);
   config.console_tail_bytes = console_tail_bytes;
-  Controller controller(config, store->get(), &*blobs, composer->get());
-  if (absl::Status recovered = controller.recover(); !recovered.ok()) {
-    log_line(absl::StrCat("reading the store: ", recovered.message()));
+  absl::StatusOr<std::unique_ptr<Controller>> created =
+      Controller::create(config, store->get(), &*blobs, composer->get());
+  if (!created.ok()) {
+    log_line(absl::StrCat("reading the store: ", created.status().message()));
     return 1;
   }
+  Controller& controller = **created;
   ApiMetrics metrics;
   FleetServiceImpl fleet_service(&controller, &metrics, *operator_token,
                                  absl::Seconds(migration_step_seconds));

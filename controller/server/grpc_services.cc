@@ -128,7 +128,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
   std::string device_;  // set once Hello was accepted
 };
 
-std::string metadata_value(const grpc::ServerContext& context, const std::string& key) {
+std::string metadata_value(const grpc::ServerContextBase& context, const std::string& key) {
   auto found = context.client_metadata().find(key);
   if (found == context.client_metadata().end()) return "";
   return std::string(found->second.data(), found->second.size());
@@ -233,12 +233,48 @@ grpc::Status FleetServiceImpl::GetInstanceLogs(grpc::ServerContext* context,
   });
 }
 
-grpc::Status FleetServiceImpl::Migrate(grpc::ServerContext* context,
-                                       const v1::MigrateRequest* request,
-                                       v1::MigrateResponse* response) {
-  return serve(context, "Migrate", [&] {
-    return assign(controller_->migrate(*request, migration_step_limit_), response);
+grpc::Status FleetServiceImpl::Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
+                                     grpc::ServerWriter<v1::WatchEvent>* writer) {
+  return serve(context, "Watch", [&]() -> absl::Status {
+    v1::WatchRequest next = *request;
+    while (!context->IsCancelled()) {
+      absl::StatusOr<WatchBatch> batch = controller_->watch(next, kWatchBookmarkInterval);
+      if (!batch.ok()) return batch.status();
+      next.set_resource_version(batch->resource_version);
+      if (batch->events.empty()) {  // quiet: show the watch is alive, and where it is
+        v1::WatchEvent bookmark;
+        bookmark.set_type(v1::WatchEvent::TYPE_BOOKMARK);
+        bookmark.set_resource_version(batch->resource_version);
+        if (!writer->Write(bookmark)) return absl::OkStatus();
+      }
+      for (const v1::WatchEvent& event : batch->events) {
+        if (!writer->Write(event)) return absl::OkStatus();  // the caller went away
+      }
+    }
+    return absl::OkStatus();
   });
+}
+
+grpc::ServerUnaryReactor* FleetServiceImpl::Migrate(grpc::CallbackServerContext* context,
+                                                    const v1::MigrateRequest* request,
+                                                    v1::MigrateResponse* response) {
+  const absl::Time start = absl::Now();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto finish = [this, reactor, start](const absl::Status& status) {
+    metrics_->record("grpc", "FleetService.Migrate", status.code(), absl::Now() - start);
+    reactor->Finish(to_grpc_status(status));
+  };
+  if (!operator_authorized(metadata_value(*context, "authorization"), operator_token_)) {
+    finish(absl::UnauthenticatedError(
+        "no or wrong operator token (send 'authorization: Bearer <token>')"));
+    return reactor;
+  }
+  controller_->migrate(*request, migration_step_limit_,
+                       [finish, response](absl::StatusOr<v1::MigrateResponse> result) {
+                         if (result.ok()) *response = *std::move(result);
+                         finish(result.status());
+                       });
+  return reactor;
 }
 
 grpc::Status FleetServiceImpl::CreateBootstrapToken(grpc::ServerContext* context,

@@ -12,10 +12,16 @@
 
 namespace tenon::controller {
 
+// How long a quiet Watch waits before it sends a bookmark.
+inline constexpr absl::Duration kWatchBookmarkInterval = absl::Seconds(5);
+
 // Whether `header` ("Bearer <token>") carries the operator token; constant time.
 bool operator_authorized(const std::string& header, const std::string& operator_token);
 
-class FleetServiceImpl final : public tenon::v1::FleetService::Service {
+// Migrate is served with the callback API: a migration runs for seconds on its own thread, and
+// holds no RPC thread while it does.
+class FleetServiceImpl final
+    : public tenon::v1::FleetService::WithCallbackMethod_Migrate<tenon::v1::FleetService::Service> {
  public:
   FleetServiceImpl(Controller* controller, ApiMetrics* metrics, std::string operator_token,
                    absl::Duration migration_step_limit = absl::Seconds(60));
@@ -35,8 +41,11 @@ class FleetServiceImpl final : public tenon::v1::FleetService::Service {
   grpc::Status GetInstanceLogs(grpc::ServerContext* context,
                                const tenon::v1::GetInstanceLogsRequest* request,
                                grpc::ServerWriter<tenon::v1::ConsoleChunk>* writer) override;
-  grpc::Status Migrate(grpc::ServerContext* context, const tenon::v1::MigrateRequest* request,
-                       tenon::v1::MigrateResponse* response) override;
+  grpc::Status Watch(grpc::ServerContext* context, const tenon::v1::WatchRequest* request,
+                     grpc::ServerWriter<tenon::v1::WatchEvent>* writer) override;
+  grpc::ServerUnaryReactor* Migrate(grpc::CallbackServerContext* context,
+                                    const tenon::v1::MigrateRequest* request,
+                                    tenon::v1::MigrateResponse* response) override;
   grpc::Status CreateBootstrapToken(grpc::ServerContext* context,
                                     const tenon::v1::CreateBootstrapTokenRequest* request,
                                     tenon::v1::CreateBootstrapTokenResponse* response) override;

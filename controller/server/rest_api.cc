@@ -14,6 +14,7 @@
 #include "absl/strings/strip.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpc_services.h"
+#include "label_selector.h"
 #include "nlohmann/json.hpp"
 #include "object_meta.h"
 #include "request_limits.h"
@@ -79,6 +80,16 @@ std::optional<std::string> raw_query_value(const httplib::Request& request, absl
     return value;
   }
   return std::nullopt;
+}
+
+// ?selector=, in kubectl's syntax (label_selector.h); absent: *selector is left empty.
+absl::Status read_selector(const httplib::Request& request, v1::LabelSelector* selector) {
+  std::optional<std::string> text = raw_query_value(request, "selector");
+  if (!text.has_value()) return absl::OkStatus();
+  absl::StatusOr<v1::LabelSelector> parsed = parse_label_selector(*text);
+  if (!parsed.ok()) return parsed.status();
+  *selector = *std::move(parsed);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<uint64_t> query_number(const httplib::Request& request, const std::string& key) {
@@ -185,17 +196,9 @@ void RestApi::install_routes() {
                  absl::StatusOr<v1::ObjectKind> kind = parse_kind(request.matches[1].str());
                  if (!kind.ok()) return kind.status();
                  list.set_kind(*kind);
-                 if (std::optional<std::string> text = raw_query_value(request, "selector")) {
-                   v1::LabelSelector* selector = list.mutable_selector();
-                   for (absl::string_view term : absl::StrSplit(*text, ',', absl::SkipEmpty())) {
-                     const size_t equals = term.find('=');
-                     if (equals == absl::string_view::npos) {
-                       return absl::InvalidArgumentError(
-                           absl::StrCat("selector term '", term, "' is not key=value"));
-                     }
-                     (*selector->mutable_match_labels())[std::string(term.substr(0, equals))] =
-                         std::string(term.substr(equals + 1));
-                   }
+                 if (absl::Status read = read_selector(request, list.mutable_selector());
+                     !read.ok()) {
+                   return read;
                  }
                  list.set_device(request.get_param_value("device"));
                  list.set_deployment(request.get_param_value("deployment"));
@@ -212,6 +215,53 @@ void RestApi::install_routes() {
                  reply_message(response, *result);
                  return absl::OkStatus();
                }));
+  // A watch: one JSON WatchEvent per line, as changes happen, until the client goes away.
+  server_->Get(
+      "/v1/watch/" + kinds,
+      route("Watch", [this](const httplib::Request& request, httplib::Response& response) {
+        v1::WatchRequest watch;
+        absl::StatusOr<v1::ObjectKind> kind = parse_kind(request.matches[1].str());
+        if (!kind.ok()) return kind.status();
+        watch.set_kind(*kind);
+        if (absl::Status read = read_selector(request, watch.mutable_selector()); !read.ok()) {
+          return read;
+        }
+        absl::StatusOr<uint64_t> version = query_number(request, "resource_version");
+        if (!version.ok()) return version.status();
+        watch.set_resource_version(*version != 0 ? *version : controller_->resource_version());
+        // The first batch is read here, so that a version too old is an error status, not a
+        // stream that ends at once.
+        absl::StatusOr<WatchBatch> first = controller_->watch(watch, absl::ZeroDuration());
+        if (!first.ok()) return first.status();
+        response.set_chunked_content_provider(
+            "application/x-ndjson",
+            [this, watch, pending = std::make_shared<WatchBatch>(*std::move(first))](
+                size_t, httplib::DataSink& sink) mutable {
+              while (pending->events.empty()) {
+                watch.set_resource_version(pending->resource_version);
+                absl::StatusOr<WatchBatch> next = controller_->watch(watch, kWatchBookmarkInterval);
+                if (!next.ok()) return false;
+                *pending = *std::move(next);
+                if (pending->events.empty()) {
+                  v1::WatchEvent bookmark;
+                  bookmark.set_type(v1::WatchEvent::TYPE_BOOKMARK);
+                  bookmark.set_resource_version(pending->resource_version);
+                  pending->events.push_back(bookmark);
+                }
+              }
+              std::string lines;
+              for (const v1::WatchEvent& event : pending->events) {
+                std::string line;
+                google::protobuf::util::JsonPrintOptions options;
+                options.preserve_proto_field_names = true;
+                (void)google::protobuf::util::MessageToJsonString(event, &line, options);
+                absl::StrAppend(&lines, line, "\n");
+              }
+              pending->events.clear();
+              return sink.write(lines.data(), lines.size());
+            });
+        return absl::OkStatus();
+      }));
   server_->Get("/v1/instances/([a-z0-9-]+)/logs",
                route("Logs", [this](const httplib::Request& request, httplib::Response& response) {
                  absl::StatusOr<uint64_t> tail = query_number(request, "tail_bytes");

@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "label_selector.h"
 #include "object_manifest.h"
 #include "object_meta.h"
 #include "object_render.h"
@@ -143,46 +144,6 @@ std::optional<ObjectKind> kind_argument(const std::string& text) {
   return *kind;
 }
 
-// kubectl-style: key=value (or ==), key!=value, key (exists), !key (does not exist).
-absl::StatusOr<tenon::v1::LabelSelector> parse_selector(const std::string& text) {
-  using Expression = tenon::v1::LabelExpression;
-  tenon::v1::LabelSelector selector;
-  for (absl::string_view term_view : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
-    const std::string term(absl::StripAsciiWhitespace(term_view));
-    std::string key;
-    std::string value;
-    if (size_t at = term.find("!="); at != std::string::npos) {
-      key = term.substr(0, at);
-      value = term.substr(at + 2);
-      Expression* expression = selector.add_match_expressions();
-      expression->set_key(key);
-      expression->set_relation(Expression::RELATION_NOT_IN);
-      expression->add_values(value);
-    } else if (size_t at = term.find('='); at != std::string::npos) {
-      key = term.substr(0, at);
-      value = term.substr(term.compare(at, 2, "==") == 0 ? at + 2 : at + 1);
-      (*selector.mutable_match_labels())[key] = value;
-    } else if (!term.empty() && term[0] == '!') {
-      key = term.substr(1);
-      Expression* expression = selector.add_match_expressions();
-      expression->set_key(key);
-      expression->set_relation(Expression::RELATION_DOES_NOT_EXIST);
-    } else {
-      key = term;
-      Expression* expression = selector.add_match_expressions();
-      expression->set_key(key);
-      expression->set_relation(Expression::RELATION_EXISTS);
-    }
-    if (std::string problem = label_key_problem(key); !problem.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("-l ", text, ": label key ", problem));
-    }
-    if (std::string problem = label_value_problem(value); !problem.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("-l ", text, ": label value ", problem));
-    }
-  }
-  return selector;
-}
-
 void print_objects(const std::vector<Object>& objects, ObjectKind kind, const std::string& output,
                    bool single) {
   if (output == "json") {
@@ -244,43 +205,97 @@ int run_apply(const ClientConfig& config, const FleetOptions& options) {
   return kExitOk;
 }
 
+namespace {
+
+// Prints changes after `resource_version` until the stream ends: table rows (no header) or
+// one JSON object per line ({"type": ..., "object": ...}) or YAML documents.
+int watch_changes(const ClientConfig& config, FleetClient& client, ObjectKind kind,
+                  const tenon::v1::LabelSelector& selector, const std::string& name,
+                  uint64_t resource_version, const std::string& output) {
+  tenon::v1::WatchRequest request;
+  request.set_kind(kind);
+  *request.mutable_selector() = selector;
+  request.set_resource_version(resource_version);
+  std::unique_ptr<grpc::ClientContext> context = client.context(/*with_deadline=*/false);
+  std::unique_ptr<grpc::ClientReader<tenon::v1::WatchEvent>> reader =
+      client.stub().Watch(context.get(), request);
+  tenon::v1::WatchEvent event;
+  while (reader->Read(&event)) {
+    if (event.type() == tenon::v1::WatchEvent::TYPE_BOOKMARK) continue;
+    if (!name.empty() && object_meta(event.object()).name() != name) continue;
+    std::string type = tenon::v1::WatchEvent::Type_Name(event.type()).substr(sizeof("TYPE_") - 1);
+    if (output == "json") {
+      nlohmann::ordered_json line{{"type", type}, {"object", object_to_json(event.object())}};
+      std::cout << line.dump() << std::endl;
+    } else if (output == "yaml") {
+      std::cout << "---\n# " << type << "\n" << object_to_yaml(event.object()) << std::flush;
+    } else {
+      Table table =
+          object_table(kind, {event.object()},
+                       output == "wide" ? TableStyle::kWide : TableStyle::kNormal, absl::Now());
+      table.columns.clear();  // the list printed them
+      std::cout << format_table(table) << std::flush;
+    }
+  }
+  const grpc::Status status = reader->Finish();
+  return status.ok() ? kExitOk : report_rpc(status, config);
+}
+
+}  // namespace
+
 int run_get(const ClientConfig& config, const FleetOptions& options) {
   std::optional<ObjectKind> kind = kind_argument(options.kind);
   if (!kind) return kExitBadInput;
   FleetClient client(config);
   std::vector<Object> objects;
+  tenon::v1::ListRequest request;
+  request.set_kind(*kind);
+  if (!options.selector.empty()) {
+    absl::StatusOr<tenon::v1::LabelSelector> selector = parse_label_selector(options.selector);
+    if (!selector.ok()) return report_bad_input(std::string(selector.status().message()));
+    *request.mutable_selector() = std::move(*selector);
+  }
+  uint64_t resource_version = 0;  // where a watch starts: no change after the read is missed
   if (!options.name.empty()) {
     if (!options.selector.empty() || !options.device.empty() || !options.deployment.empty()) {
       return report_bad_input("-l, --device and --deployment filter lists; not with a NAME");
     }
-    tenon::v1::GetRequest request;
-    request.set_kind(*kind);
-    request.set_name(options.name);
+    if (options.watch) {
+      tenon::v1::ListRequest probe;
+      probe.set_kind(*kind);
+      probe.set_page_size(1);
+      tenon::v1::ListResponse response;
+      const grpc::Status status = client.stub().List(client.context().get(), probe, &response);
+      if (!status.ok()) return report_rpc(status, config);
+      resource_version = response.resource_version();
+    }
+    tenon::v1::GetRequest get;
+    get.set_kind(*kind);
+    get.set_name(options.name);
     Object object;
-    const grpc::Status status = client.stub().Get(client.context().get(), request, &object);
+    const grpc::Status status = client.stub().Get(client.context().get(), get, &object);
     if (!status.ok()) return report_rpc(status, config);
     objects.push_back(std::move(object));
     print_objects(objects, *kind, options.output, /*single=*/true);
-    return kExitOk;
+  } else {
+    request.set_device(options.device);
+    request.set_deployment(options.deployment);
+    do {
+      tenon::v1::ListResponse response;
+      const grpc::Status status = client.stub().List(client.context().get(), request, &response);
+      if (!status.ok()) return report_rpc(status, config);
+      if (resource_version == 0) resource_version = response.resource_version();
+      for (Object& object : *response.mutable_objects()) objects.push_back(std::move(object));
+      request.set_page_token(response.next_page_token());
+    } while (!request.page_token().empty());
+    print_objects(objects, *kind, options.output, /*single=*/false);
   }
-  tenon::v1::ListRequest request;
-  request.set_kind(*kind);
-  if (!options.selector.empty()) {
-    absl::StatusOr<tenon::v1::LabelSelector> selector = parse_selector(options.selector);
-    if (!selector.ok()) return report_bad_input(std::string(selector.status().message()));
-    *request.mutable_selector() = std::move(*selector);
+  if (!options.watch) return kExitOk;
+  if (!options.device.empty() || !options.deployment.empty()) {
+    return report_bad_input("--watch filters by -l or NAME; not by --device or --deployment");
   }
-  request.set_device(options.device);
-  request.set_deployment(options.deployment);
-  do {
-    tenon::v1::ListResponse response;
-    const grpc::Status status = client.stub().List(client.context().get(), request, &response);
-    if (!status.ok()) return report_rpc(status, config);
-    for (Object& object : *response.mutable_objects()) objects.push_back(std::move(object));
-    request.set_page_token(response.next_page_token());
-  } while (!request.page_token().empty());
-  print_objects(objects, *kind, options.output, /*single=*/false);
-  return kExitOk;
+  return watch_changes(config, client, *kind, request.selector(), options.name, resource_version,
+                       options.output);
 }
 
 int run_describe(const ClientConfig& config, const FleetOptions& options) {

@@ -25,7 +25,8 @@ struct FleetOptions {
   std::string kind;
   std::string name;
   std::string output;    // "", "yaml", "json", "wide"
-  std::string selector;  // -l: key=value,key!=value,key,!key
+  std::string selector;  // -l: see label_selector.h
+  bool watch = false;    // get -w: print changes after the list until interrupted
   std::string device;
   std::string deployment;
   bool force = false;

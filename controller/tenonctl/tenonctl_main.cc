@@ -192,8 +192,11 @@ int main(int argc, char** argv) {
   get_command->add_option("name", fleet.name, "Object name");
   get_command->add_option("-o,--output", fleet.output, "yaml, json or wide")
       ->check(CLI::IsMember({"yaml", "json", "wide"}));
-  get_command->add_option("-l,--selector", fleet.selector, "Labels: key=value,key!=value,key,!key");
+  get_command->add_option("-l,--selector", fleet.selector,
+                          "Labels: key=value,key!=value,key in (a,b),key notin (a,b),key,!key");
   get_command->add_option("--device", fleet.device, "Instances on this device");
+  get_command->add_flag("-w,--watch", fleet.watch,
+                        "After the list, print each change as it happens (Ctrl-C ends)");
   get_command->add_option("--deployment", fleet.deployment, "Instances of this deployment");
   CLI::App* describe_command = cli.add_subcommand("describe", "Show one object in detail");
   describe_command->add_option("kind", fleet.kind, kinds)->required();

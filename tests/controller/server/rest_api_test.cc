@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_split.h"
 #include "child_process.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -211,9 +212,14 @@ TEST_F(RestApiTest, SelectorsReadTheWholeTermAndOtherMethodsAreRefusedAtOnce) {
   EXPECT_EQ(names("selector=site=lab"), std::vector<std::string>{"edge-1"});
   EXPECT_EQ(names("selector=site%3Dlab,role%3Da"), std::vector<std::string>{"edge-1"});
   EXPECT_TRUE(names("selector=site=elsewhere").empty());
-  Reply bare = call("GET", "/v1/devices?selector=site");
-  EXPECT_EQ(bare.http, 400);
-  EXPECT_THAT(bare.body.value("message", ""), HasSubstr("'site' is not key=value"));
+  // kubectl's terms: a bare key asks that the label exists; sets; a malformed term is refused.
+  EXPECT_EQ(names("selector=site"), std::vector<std::string>{"edge-1"});
+  EXPECT_TRUE(names("selector=%21site").empty());
+  EXPECT_EQ(names("selector=site%20in%20%28lab,plant%29"), std::vector<std::string>{"edge-1"});
+  EXPECT_TRUE(names("selector=site%20notin%20%28lab%29").empty());
+  Reply malformed = call("GET", "/v1/devices?selector=site%20in%20%28lab");
+  EXPECT_EQ(malformed.http, 400);
+  EXPECT_THAT(malformed.body.value("message", ""), HasSubstr("parentheses"));
   // PUT without a body waited for one until the read timeout.
   const auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(run_shell("curl -s -o /dev/null -w '%{http_code}' -X PUT http://" + address_ +
@@ -221,6 +227,39 @@ TEST_F(RestApiTest, SelectorsReadTheWholeTermAndOtherMethodsAreRefusedAtOnce) {
                 .output,
             "405");
   EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+}
+
+TEST_F(RestApiTest, AWatchFromAListsVersionStreamsEachLaterChangeAsAJsonLine) {
+  ASSERT_EQ(call("POST", "/v1/apply",
+                 R"({"objects": [{"device": {"metadata": {"name": "edge-1",
+                     "labels": {"site": "lab"}}}}]})")
+                .http,
+            200);
+  Reply listed = call("GET", "/v1/devices");
+  ASSERT_EQ(listed.http, 200);
+  const std::string version = listed.body.value("resource_version", "0");
+  ASSERT_NE(version, "0") << listed.body.dump();
+  // Changes after the list: one to watch (site=lab), one the selector leaves out.
+  ASSERT_EQ(call("POST", "/v1/apply",
+                 R"({"objects": [{"device": {"metadata": {"name": "edge-2",
+                     "labels": {"site": "lab"}}}},
+                     {"device": {"metadata": {"name": "edge-3", "labels": {"site": "x"}}}}]})")
+                .http,
+            200);
+  const std::string stream =
+      run_shell("curl -s -N --max-time 2 -H 'Authorization: Bearer " + token_ + "' 'http://" +
+                address_ + "/v1/watch/devices?selector=site%3Dlab&resource_version=" + version +
+                "'")
+          .output;
+  std::vector<nlohmann::json> events;
+  for (absl::string_view line : absl::StrSplit(stream, '\n', absl::SkipEmpty())) {
+    events.push_back(nlohmann::json::parse(std::string(line), nullptr, false));
+  }
+  ASSERT_EQ(events.size(), 1u) << stream;
+  EXPECT_EQ(events[0]["type"], "TYPE_ADDED");
+  EXPECT_EQ(events[0]["object"]["device"]["metadata"]["name"], "edge-2");
+  Reply bad = call("GET", "/v1/watch/devices?selector=site%20in%20%28");
+  EXPECT_EQ(bad.http, 400);
 }
 
 TEST_F(RestApiTest, ListsOfListsAndDeepNestingAreRefused) {
