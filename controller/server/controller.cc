@@ -124,8 +124,20 @@ PlannerInputs Controller::planner_inputs(const FleetView& view,
   return inputs;
 }
 
+absl::Status Controller::check_placed(const std::string& device, const DevicePlan& plan,
+                                      const std::set<std::string>& must_place) {
+  for (const auto& [deployment, error] : plan.errors) {
+    if (must_place.contains(deployment)) {
+      return absl::FailedPreconditionError(absl::StrCat("Deployment ", deployment,
+                                                        " cannot run on device ", device, ": ",
+                                                        error));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string>& only,
-                                ReplanOutcome* outcome) {
+                                ReplanOutcome* outcome, const std::set<std::string>* must_place) {
   absl::StatusOr<FleetView> view = load_view(tx, only);
   if (!view.ok()) return view.status();
   const std::vector<MigrationInProgress> migrations = migrations_.in_progress();
@@ -174,9 +186,19 @@ absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string
   std::set<std::string> planned_names;
   std::set<std::string> stored_compositions;  // looked up (and stored if new) in this replan
   uint64_t examined = 0;
-  for (auto& [device_name, device] : view->devices) {
+  std::map<std::string, DevicePlan> plans;
+  for (const auto& [device_name, device] : view->devices) {
     if (!only.empty() && !only.contains(device_name)) continue;
-    DevicePlan plan = plan_device(inputs, device, &indexed, &examined);
+    DevicePlan& plan = plans[device_name] = plan_device(inputs, device, &indexed, &examined);
+    if (must_place != nullptr) {
+      if (absl::Status placed = check_placed(device_name, plan, *must_place); !placed.ok()) {
+        return placed;
+      }
+    }
+  }
+  planner_instances_examined_ += examined;
+  for (auto& [device_name, plan] : plans) {
+    const v1::Device& device = view->devices.at(device_name);
     outcome->plan_errors[device_name] = plan.errors;
     v1::DesiredState desired;
     for (PlannedInstance& planned : plan.instances) {
@@ -224,14 +246,15 @@ absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string
       if (!held_at_source) outcome->placed.emplace_back(name, device_name);
       // The composition, stored once per distinct input (migrated instances have one already);
       // a fleet shares few compositions: each is looked up once per replan, not per device.
-      const std::string& composition_name = planned.composition.metadata().name();
-      if (!composition_name.empty() && stored_compositions.insert(composition_name).second) {
+      if (planned.composition != nullptr &&
+          stored_compositions.insert(planned.composition->metadata().name()).second) {
+        const std::string& composition_name = planned.composition->metadata().name();
         absl::StatusOr<std::optional<v1::Object>> composition =
             tx.get_object(v1::OBJECT_KIND_COMPOSITION, composition_name);
         if (!composition.ok()) return composition.status();
         if (!composition->has_value()) {
           v1::Object stored;
-          *stored.mutable_composition() = planned.composition;
+          *stored.mutable_composition() = *planned.composition;
           v1::ObjectMeta* meta = stored.mutable_composition()->mutable_metadata();
           meta->set_uid(new_uid());
           meta->set_generation(1);
@@ -258,7 +281,6 @@ absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string
     if (absl::Status put = tx.put_object(device_object); !put.ok()) return put;
     outcome->to_send.emplace_back(device_name, std::move(desired));
   }
-  planner_instances_examined_ += examined;
   // Instances no plan produced any more: of devices in scope, or of devices that are gone.
   for (const auto& [name, instance] : existing) {
     const std::string& device = instance.spec().device();

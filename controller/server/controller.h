@@ -144,8 +144,12 @@ class Controller {
   absl::StatusOr<FleetView> load_view(StoreTransaction& tx,
                                       const std::set<std::string>& only_devices);
   // Recomputes the desired state of these devices (all when empty) and stores what changed.
+  // With `must_place`, FailedPrecondition (before anything is written) when one of these
+  // deployments cannot run on a device it selects.
   absl::Status replan(StoreTransaction& tx, const std::set<std::string>& only,
-                      ReplanOutcome* outcome);
+                      ReplanOutcome* outcome, const std::set<std::string>* must_place = nullptr);
+  static absl::Status check_placed(const std::string& device, const DevicePlan& plan,
+                                   const std::set<std::string>& must_place);
   // After the commit: memory follows the store, and the new desired states are queued for the
   // sender.
   void finish(ReplanOutcome& outcome);

@@ -242,8 +242,9 @@ absl::StatusOr<ComposedApp> FleetComposer::compose(const std::string& app_name,
       device_profile_from_proto("device", profile, config_.scheduling_overhead_ns);
   absl::StatusOr<Composition> composition = tenon::controller::compose(catalog_, spec, device);
   if (!composition.ok()) return composition.status();
+  auto composed = std::make_shared<v1::Composition>(
+      composition_to_proto(*composition, app_name, app, profile, placement));
   ComposedApp result;
-  result.composition = composition_to_proto(*composition, app_name, app, profile, placement);
   const uint64_t planned = composition->memory_plan.total_bytes;
   if (placement.memory_bytes() != 0 && placement.memory_bytes() < planned) {
     return absl::FailedPreconditionError(
@@ -258,10 +259,11 @@ absl::StatusOr<ComposedApp> FleetComposer::compose(const std::string& app_name,
     if (!bytes.ok()) return bytes.status();
     absl::Status stored = blobs_->put_verified(image->image_digest, *bytes);
     if (!stored.ok()) return stored;
-    result.composition.set_image_digest(image->image_digest);
-    result.composition.set_image_size_bytes(image->size_bytes);
-    cache_.emplace(key, result);
+    composed->set_image_digest(image->image_digest);
+    composed->set_image_size_bytes(image->size_bytes);
   }
+  result.composition = std::move(composed);
+  if (build) cache_.emplace(key, result);
   return result;
 }
 

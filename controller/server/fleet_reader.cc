@@ -136,6 +136,7 @@ ControllerSnapshot FleetReader::snapshot() const {
 void FleetReader::set_plan_errors(
     const std::map<std::string, std::map<std::string, std::string>>& errors_by_device) {
   absl::MutexLock lock(&plan_errors_mutex_);
+  ++plan_errors_version_;
   for (auto it = plan_errors_.begin(); it != plan_errors_.end();) {
     for (const auto& [device, errors] : errors_by_device) it->second.erase(device);
     it = it->second.empty() ? plan_errors_.erase(it) : std::next(it);
@@ -179,8 +180,40 @@ void FleetReader::fill_instance_status(v1::Instance* instance) const {
 }
 
 void FleetReader::fill_deployment_status(v1::Deployment* deployment) const {
-  v1::DeploymentStatus* status = deployment->mutable_status();
-  status->Clear();
+  Rollup key;
+  key.cache_version = cache_->resource_version();
+  key.reported_version = reported_->version();
+  key.sessions_version = sessions_->version();
+  key.plan_errors_version = plan_errors_version_.load();
+  const absl::Time now = absl::Now();
+  const std::string& name = deployment->metadata().name();
+  {
+    absl::MutexLock lock(&rollups_mutex_);
+    auto found = rollups_.find(name);
+    if (found != rollups_.end()) {
+      const Rollup& cached = found->second;
+      const bool unchanged = cached.cache_version == key.cache_version &&
+                             cached.reported_version == key.reported_version &&
+                             cached.sessions_version == key.sessions_version &&
+                             cached.plan_errors_version == key.plan_errors_version;
+      if (cached.status.observed_generation() == deployment->metadata().generation() &&
+          (unchanged || now - cached.computed < kRollupMaxAge)) {
+        *deployment->mutable_status() = cached.status;
+        return;
+      }
+    }
+  }
+  key.computed = now;
+  key.status = roll_up(*deployment);
+  *deployment->mutable_status() = key.status;
+  absl::MutexLock lock(&rollups_mutex_);
+  rollups_[name] = std::move(key);
+}
+
+v1::DeploymentStatus FleetReader::roll_up(const v1::Deployment& deployment_object) const {
+  v1::DeploymentStatus rolled_up;
+  v1::DeploymentStatus* status = &rolled_up;
+  const v1::Deployment* deployment = &deployment_object;
   const std::string& name = deployment->metadata().name();
   status->set_observed_generation(deployment->metadata().generation());
   const uint32_t matched = cache_->count_devices([&](const v1::Device& device) {
@@ -238,6 +271,7 @@ void FleetReader::fill_deployment_status(v1::Deployment* deployment) const {
                                             std::min(running, updated), matched)
                           : absl::StrJoin(problems, "; "));
   *status->mutable_update_time() = to_timestamp(absl::Now());
+  return rolled_up;
 }
 
 }  // namespace tenon::controller

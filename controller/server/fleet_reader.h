@@ -3,6 +3,7 @@
 // the parts' own short ones: a read never waits on planning, builds, the store or agent traffic.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -39,6 +40,10 @@ struct WatchBatch {
 
 class FleetReader {
  public:
+  // A deployment's roll-up is computed again when something it depends on changed, but at most
+  // this often: its update_time says when (like a controller-written status in Kubernetes).
+  static constexpr absl::Duration kRollupMaxAge = absl::Milliseconds(250);
+
   FleetReader(const ObjectCache* cache, const SessionHub* sessions, const ReportedState* reported)
       : cache_(cache), sessions_(sessions), reported_(reported) {}
 
@@ -64,9 +69,23 @@ class FleetReader {
   void fill_device_status(tenon::v1::Device* device) const;
   void fill_deployment_status(tenon::v1::Deployment* deployment) const;
 
+  // What a roll-up was computed from, and the result.
+  struct Rollup {
+    uint64_t cache_version = 0;
+    uint64_t reported_version = 0;
+    uint64_t sessions_version = 0;
+    uint64_t plan_errors_version = 0;
+    absl::Time computed = absl::InfinitePast();
+    tenon::v1::DeploymentStatus status;
+  };
+  tenon::v1::DeploymentStatus roll_up(const tenon::v1::Deployment& deployment) const;
+
   const ObjectCache* cache_;
   const SessionHub* sessions_;
   const ReportedState* reported_;
+  mutable absl::Mutex rollups_mutex_;
+  mutable std::map<std::string, Rollup> rollups_ ABSL_GUARDED_BY(rollups_mutex_);
+  std::atomic<uint64_t> plan_errors_version_ = 0;
   mutable absl::Mutex plan_errors_mutex_;
   // deployment -> device -> why it cannot run there
   std::map<std::string, std::map<std::string, std::string>> plan_errors_

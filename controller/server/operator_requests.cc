@@ -193,18 +193,19 @@ absl::StatusOr<v1::ApplyResponse> Controller::apply(const v1::ApplyRequest& requ
                                                 " exists neither in the store nor in the request"));
       }
     }
-    // Compose every touched deployment for every device it selects before storing anything.
-    const std::vector<MigrationInProgress> migrations = migrations_.in_progress();
-    const PlannerInputs inputs = planner_inputs(*view, migrations);
-    for (const auto& [device_name, device] : view->devices) {
-      DevicePlan plan = plan_device(inputs, device, nullptr, nullptr);
-      for (const auto& [deployment, error] : plan.errors) {
-        if (!touched_deployments.contains(deployment)) continue;
-        return absl::FailedPreconditionError(absl::StrCat(
-            "Deployment ", deployment, " cannot run on device ", device_name, ": ", error));
+    if (request.dry_run()) {
+      // Compose every touched deployment for every device it selects, storing nothing.
+      const std::vector<MigrationInProgress> migrations = migrations_.in_progress();
+      const PlannerInputs inputs = planner_inputs(*view, migrations);
+      for (const auto& [device_name, device] : view->devices) {
+        DevicePlan plan = plan_device(inputs, device, nullptr, nullptr);
+        if (absl::Status placed = check_placed(device_name, plan, touched_deployments);
+            !placed.ok()) {
+          return placed;
+        }
       }
+      return absl::OkStatus();
     }
-    if (request.dry_run()) return absl::OkStatus();
     std::set<std::string> changed_deployments;
     for (const v1::Object& object : to_store) {
       if (absl::Status put = tx.put_object(object); !put.ok()) return put;
@@ -230,7 +231,9 @@ absl::StatusOr<v1::ApplyResponse> Controller::apply(const v1::ApplyRequest& requ
         }
       }
     }
-    return replan(tx, {}, &outcome);
+    // Planned once: a touched deployment that cannot run on a device it selects refuses the
+    // whole request, and the transaction rolls back.
+    return replan(tx, {}, &outcome, &touched_deployments);
   });
   if (!status.ok()) return status;
   finish(outcome);
@@ -465,7 +468,7 @@ absl::StatusOr<v1::ComposeResponse> Controller::compose(const v1::ComposeRequest
       composer_->compose(app_name, app, profile, request.placement(), request.build_image());
   if (!composed.ok()) return composed.status();
   v1::ComposeResponse response;
-  *response.mutable_composition() = std::move(composed->composition);
+  *response.mutable_composition() = *composed->composition;
   return response;
 }
 

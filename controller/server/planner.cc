@@ -77,8 +77,8 @@ absl::StatusOr<PlannedInstance> compose_for(const PlannerInputs& inputs,
   v1::DesiredInstance& desired = planned.desired;
   desired.set_name(instance_name(deployment_name, device_name));
   desired.set_deployment(deployment_name);
-  desired.set_image_digest(composed->composition.image_digest());
-  desired.set_image_size_bytes(composed->composition.image_size_bytes());
+  desired.set_image_digest(composed->composition->image_digest());
+  desired.set_image_size_bytes(composed->composition->image_size_bytes());
   *desired.mutable_placement() = deployment.spec().placement();
   desired.mutable_placement()->set_memory_bytes(composed->memory_bytes);
   desired.set_state(v1::DESIRED_INSTANCE_STATE_RUNNING);
@@ -94,7 +94,7 @@ absl::StatusOr<PlannedInstance> compose_for(const PlannerInputs& inputs,
   spec.set_deployment(deployment_name);
   spec.set_device(device_name);
   spec.set_app(app->first);
-  spec.set_composition(composed->composition.metadata().name());
+  spec.set_composition(composed->composition->metadata().name());
   spec.set_image_digest(desired.image_digest());
   *spec.mutable_placement() = desired.placement();
   spec.set_desired_state(desired.state());

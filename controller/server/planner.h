@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -28,7 +29,8 @@ struct FleetView {
 struct PlannedInstance {
   tenon::v1::DesiredInstance desired;  // uid unset
   tenon::v1::InstanceSpec spec;
-  tenon::v1::Composition composition;  // empty for an instance kept as it is (migrated)
+  // Null for an instance kept as it is (migrated).
+  std::shared_ptr<const tenon::v1::Composition> composition;
 };
 
 struct DevicePlan {

@@ -48,6 +48,7 @@ v1::InstanceStatus ReportedState::place_locked(const std::string& instance,
                                                const std::string& device,
                                                const v1::InstanceStatus* stored_status,
                                                absl::Time now) {
+  ++version_;
   auto [entry, created] = instances_.try_emplace(instance);
   if (stored_status != nullptr) {
     entry->second.status = *stored_status;
@@ -70,6 +71,7 @@ void ReportedState::forget(const std::string& instance) {
 }
 
 void ReportedState::forget_locked(const std::string& instance) {
+  ++version_;
   auto found = instances_.find(instance);
   if (found == instances_.end()) return;
   if (auto index = by_device_.find(found->second.device); index != by_device_.end()) {
@@ -80,6 +82,7 @@ void ReportedState::forget_locked(const std::string& instance) {
 }
 
 void ReportedState::move(const std::string& instance, const std::string& device) {
+  ++version_;
   absl::MutexLock lock(&mutex_);
   auto found = instances_.find(instance);
   if (found == instances_.end() || found->second.device == device) return;
@@ -105,6 +108,7 @@ std::optional<v1::InstanceStatus> ReportedState::status(const std::string& insta
 
 bool ReportedState::record_status(const std::string& device,
                                   const v1::InstanceStatusUpdate& update) {
+  ++version_;
   absl::MutexLock lock(&mutex_);
   auto found = instances_.find(update.instance_name());
   if (found == instances_.end()) return false;  // not an instance of this fleet (any more)

@@ -4,6 +4,7 @@
 // instances' state in Hello, so a crash loses at most one flush interval of it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -61,6 +62,8 @@ class ReportedState {
     std::string device;
   };
   std::vector<std::optional<Summary>> summaries(const std::vector<std::string>& instances) const;
+  // Increases whenever what summaries() returns may have changed.
+  uint64_t version() const { return version_.load(); }
   // The reported status (and latency from the newest telemetry) over the stored one.
   void overlay(tenon::v1::Instance* instance) const;
   std::vector<tenon::v1::InstanceTelemetry> telemetry() const;
@@ -85,6 +88,7 @@ class ReportedState {
   };
 
   const size_t console_tail_bytes_;
+  std::atomic<uint64_t> version_ = 0;
   mutable absl::Mutex mutex_;
   absl::CondVar console_changed_;
   std::map<std::string, Entry> instances_ ABSL_GUARDED_BY(mutex_);

@@ -29,6 +29,7 @@ DeviceConnection SessionHub::connection_of(const Entry& entry) {
 
 void SessionHub::attach(const std::string& device, std::shared_ptr<AgentSession> session,
                         uint64_t acknowledged_version, std::set<std::string> images) {
+  ++version_;
   std::shared_ptr<AgentSession> superseded;
   {
     Shard& shard = shard_of(device);
@@ -57,6 +58,7 @@ bool SessionHub::touch(const std::string& device, const AgentSession* session) {
 }
 
 bool SessionHub::detach(const std::string& device, const AgentSession* session) {
+  ++version_;
   Shard& shard = shard_of(device);
   absl::MutexLock lock(&shard.mutex);
   auto found = shard.entries.find(device);
@@ -67,6 +69,7 @@ bool SessionHub::detach(const std::string& device, const AgentSession* session) 
 }
 
 void SessionHub::close(const std::string& device, const absl::Status& status, Ending ending) {
+  ++version_;
   std::shared_ptr<AgentSession> session;
   {
     Shard& shard = shard_of(device);
@@ -178,6 +181,7 @@ void SessionHub::add_image(const std::string& device, const std::string& digest)
 }
 
 std::vector<std::string> SessionHub::ping_all(absl::Time now, absl::Duration silence_limit) {
+  ++version_;
   std::vector<std::string> silent;
   for (Shard& shard : shards_) {
     std::vector<std::pair<std::string, std::shared_ptr<AgentSession>>> to_ping;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -74,6 +75,8 @@ class SessionHub {
   // Pings every stream, and ends the streams silent for longer than `silence_limit`; returns
   // the devices it disconnected.
   std::vector<std::string> ping_all(absl::Time now, absl::Duration silence_limit);
+  // Increases whenever a device connects or disconnects.
+  uint64_t version() const { return version_.load(); }
   // Connections changed since the last call, to be written to the store.
   std::vector<std::pair<std::string, DeviceConnection>> take_changed();
   // Puts back what take_changed returned when writing it failed.
@@ -100,6 +103,7 @@ class SessionHub {
   static DeviceConnection connection_of(const Entry& entry);
 
   std::array<Shard, kShards> shards_;
+  std::atomic<uint64_t> version_ = 0;
 };
 
 }  // namespace tenon::controller

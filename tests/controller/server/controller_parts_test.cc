@@ -224,9 +224,11 @@ struct PlannerFixture {
                             const v1::Placement&) -> absl::StatusOr<ComposedApp> {
       ++composed;
       if (app == "too-big") return absl::FailedPreconditionError("does not fit");
+      auto composition = std::make_shared<v1::Composition>();
+      composition->mutable_metadata()->set_name(app + "-composition");
+      composition->set_image_digest("sha256:" + app);
       ComposedApp result;
-      result.composition.mutable_metadata()->set_name(app + "-composition");
-      result.composition.set_image_digest("sha256:" + app);
+      result.composition = std::move(composition);
       result.memory_bytes = 1 << 20;
       return result;
     };
