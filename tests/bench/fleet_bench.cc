@@ -6,8 +6,11 @@
 // every device and the rollout of a changed composition (apply -> every agent reports the new
 // image running), the operator API's latency while agents converge, and the controller's RSS.
 // Writes one JSON file; never fails on a timing.
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -58,20 +61,31 @@ struct Convergence {
   }
 };
 
-v1::DeviceProfile simulated_profile() {
+// The fleet's device kinds: agent i reports kind i % kProfileKinds. Native KVM hosts and QEMU
+// hosts get different platform and timer libraries, so a rollout links one image per engine;
+// the TSC frequency differs too, which the image does not depend on (two kinds, one image):
+// the report's distinct_images says how many were linked.
+constexpr int kProfileKinds = 4;
+
+v1::DeviceProfile simulated_profile(int agent) {
+  const int kind = agent % kProfileKinds;
+  const bool qemu = kind % 2 == 1;
   v1::DeviceProfile profile;
   profile.set_arch(v1::ARCH_X86_64);
   profile.set_cores(2);
   profile.set_realtime_cores(1);
   profile.set_memory_bytes(1ull << 30);
   profile.set_guest_memory_bytes(64ull << 20);
-  profile.set_tsc_frequency_khz(2'000'000);
-  for (const char* feature : {"disable-exits-hlt", "kvm", "tsc-deadline-timer", "x2apic"}) {
-    profile.add_hypervisor_features(feature);
-  }
+  profile.set_tsc_frequency_khz(kind < 2 ? 2'000'000 : 2'400'000);
+  const std::vector<const char*> features =
+      qemu ? std::vector<const char*>{"qemu", "xapic-mmio"}
+           : std::vector<const char*>{"disable-exits-hlt", "kvm", "tsc-deadline-timer", "x2apic"};
+  for (const char* feature : features) profile.add_hypervisor_features(feature);
   for (const char* library : {"console", "hypercall", "kvm", "loader", "memory", "pagetable"}) {
     profile.add_mortise_libraries(library);
   }
+  if (qemu) profile.add_mortise_libraries("qemu");
+  profile.set_engine(qemu ? "qemu-tcg" : "kvm");
   profile.set_guest_abi_version(1);
   profile.set_mortise_version("stand-in");
   profile.set_agent_version("fleet_bench simulated agent");
@@ -82,8 +96,11 @@ v1::DeviceProfile simulated_profile() {
 class SimulatedAgent final
     : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControllerMessage> {
  public:
-  SimulatedAgent(std::string name, std::string credential, Convergence* convergence)
-      : name_(std::move(name)), credential_(std::move(credential)), convergence_(convergence) {}
+  SimulatedAgent(int index, std::string credential, Convergence* convergence)
+      : index_(index),
+        name_(absl::StrCat("sim-", index)),
+        credential_(std::move(credential)),
+        convergence_(convergence) {}
 
   void start(v1::AgentService::Stub* stub) {
     stub->async()->Connect(&context_, this);
@@ -91,7 +108,7 @@ class SimulatedAgent final
     v1::Hello* body = hello.mutable_hello();
     body->set_device_name(name_);
     body->set_credential(credential_);
-    *body->mutable_profile() = simulated_profile();
+    *body->mutable_profile() = simulated_profile(index_);
     send(std::move(hello));
     StartRead(&incoming_);
     StartCall();
@@ -228,6 +245,7 @@ class SimulatedAgent final
     }
   }
 
+  int index_;
   std::string name_;
   std::string credential_;
   Convergence* convergence_;
@@ -248,8 +266,33 @@ class SimulatedAgent final
 struct ControllerProcess {
   pid_t pid = -1;
   std::string grpc_address;
+  std::string http_address;
   std::string token;
 };
+
+// GET http://<address><path> over a plain socket (HTTP/1.0, so the server closes when done);
+// the whole answer, or empty on any failure.
+std::string http_get(const std::string& address, const std::string& path) {
+  const size_t colon = address.rfind(':');
+  sockaddr_in peer{};
+  peer.sin_family = AF_INET;
+  peer.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+  if (inet_pton(AF_INET, address.substr(0, colon).c_str(), &peer.sin_addr) != 1) return "";
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  std::string answer;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&peer), sizeof peer) == 0) {
+    const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: ", address,
+                                             "\r\n\r\n");
+    if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+      char buffer[1 << 16];
+      ssize_t got;
+      while ((got = read(fd, buffer, sizeof buffer)) > 0) answer.append(buffer, got);
+    }
+  }
+  close(fd);
+  return answer;
+}
 
 std::optional<ControllerProcess> start_controller(const std::string& binary,
                                                   const std::string& dir) {
@@ -273,7 +316,9 @@ std::optional<ControllerProcess> start_controller(const std::string& binary,
   }
   ControllerProcess process;
   process.pid = pid;
-  process.grpc_address = nlohmann::json::parse(std::ifstream(ready))["grpc_address"];
+  const nlohmann::json addresses = nlohmann::json::parse(std::ifstream(ready));
+  process.grpc_address = addresses["grpc_address"];
+  process.http_address = addresses["http_address"];
   std::ifstream(dir + "/operator-token") >> process.token;
   return process;
 }
@@ -381,7 +426,7 @@ nlohmann::json run_fleet(const std::string& controller_binary, int agents, int c
           v1::EnrollRequest request;
           request.set_bootstrap_token(token.token());
           request.set_device_name(absl::StrCat("sim-", i));
-          *request.mutable_profile() = simulated_profile();
+          *request.mutable_profile() = simulated_profile(i);
           v1::EnrollResponse response;
           grpc::ClientContext context;
           if (stub->Enroll(&context, request, &response).ok()) {
@@ -404,7 +449,7 @@ nlohmann::json run_fleet(const std::string& controller_binary, int agents, int c
   start = Clock::now();
   for (int i = 0; i < agents; ++i) {
     fleet.push_back(
-        std::make_unique<SimulatedAgent>(absl::StrCat("sim-", i), credentials[i], &convergence));
+        std::make_unique<SimulatedAgent>(i, credentials[i], &convergence));
     fleet.back()->start(stubs[i % stubs.size()].get());
   }
   const bool connected = convergence.wait(
@@ -415,6 +460,20 @@ nlohmann::json run_fleet(const std::string& controller_binary, int agents, int c
   // The operator API's latency while the fleet converges: Get the deployment every 20 ms.
   std::atomic<bool> probing{true};
   std::vector<double> api_ms;
+  // And a Prometheus scrape of /metrics every 250 ms, as a scraper would while it converges.
+  std::vector<double> scrape_ms;
+  size_t scrape_bytes = 0;
+  std::thread scraper([&] {
+    while (probing) {
+      const Clock::time_point sent = Clock::now();
+      const std::string page = http_get(controller->http_address, "/metrics");
+      if (!page.empty()) {
+        scrape_ms.push_back(seconds_since(sent) * 1e3);
+        scrape_bytes = page.size();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+  });
   std::thread prober([&] {
     while (probing) {
       v1::GetRequest get;
@@ -442,23 +501,33 @@ nlohmann::json run_fleet(const std::string& controller_binary, int agents, int c
       phase["error"] = applied_status.error_message();
       return phase;
     }
-    // The new image: ask the controller which one the deployment's instances run now.
+    // The new images (one per kind of device): what the deployment's instances run now.
+    std::set<std::string> digests;
     v1::ListRequest list;
     list.set_kind(v1::OBJECT_KIND_INSTANCE);
-    list.set_page_size(1);
-    v1::ListResponse instances;
-    op.call(&v1::FleetService::Stub::List, list, &instances);
-    const std::string digest =
-        instances.objects_size() > 0 ? instances.objects(0).instance().spec().image_digest() : "";
+    list.set_page_size(1000);
+    do {
+      v1::ListResponse instances;
+      op.call(&v1::FleetService::Stub::List, list, &instances);
+      for (const v1::Object& object : instances.objects()) {
+        digests.insert(object.instance().spec().image_digest());
+      }
+      list.set_page_token(instances.next_page_token());
+    } while (!list.page_token().empty());
+    auto running_new = [&] {
+      uint64_t running = 0;
+      for (const std::string& digest : digests) running += convergence.running_by_image[digest];
+      return running;
+    };
     const bool converged = convergence.wait(
-        [&] { return convergence.running_by_image[digest] == static_cast<uint64_t>(agents); },
-        limit);
+        [&] { return running_new() == static_cast<uint64_t>(agents); }, limit);
     phase["converge_seconds"] = seconds_since(applied);
     phase["converged"] = converged;
-    phase["image_digest"] = digest;
+    phase["distinct_images"] = digests.size();
+    phase["image_digests"] = digests;
     {
       std::lock_guard lock(convergence.mutex);
-      phase["agents_running_it"] = convergence.running_by_image[digest];
+      phase["agents_running_it"] = running_new();
     }
     // The controller's own view agrees: every instance updated and running.
     v1::Object object;
@@ -487,7 +556,10 @@ nlohmann::json run_fleet(const std::string& controller_binary, int agents, int c
       rollout(v1::SCHEDULER_KIND_EARLIEST_DEADLINE_FIRST, "changed composition");
   probing = false;
   prober.join();
+  scraper.join();
   result["api_get_latency_ms"] = summarize(api_ms);
+  result["metrics_scrape_ms"] = summarize(scrape_ms);
+  result["metrics_page_bytes"] = scrape_bytes;
   result["controller_rss_kib"] = rss_kib(controller->pid, "VmRSS:");
   result["controller_peak_rss_kib"] = rss_kib(controller->pid, "VmHWM:");
   {

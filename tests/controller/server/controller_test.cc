@@ -22,9 +22,10 @@
 #include "fleet_composer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "open_store.h"
+#include "private_postgres.h"
 #include "sha256.h"
 #include "shell_command.h"
-#include "sqlite_store.h"
 #include "tenonctl_defaults.h"
 
 namespace tenon::controller {
@@ -108,15 +109,26 @@ v1::Object deployment(const std::string& name, const std::string& app, const std
   return object;
 }
 
-class ControllerTest : public ::testing::Test {
+enum class StoreKind { kSqlite, kPostgres };
+
+std::string store_kind_name(const ::testing::TestParamInfo<StoreKind>& info) {
+  return info.param == StoreKind::kSqlite ? "sqlite" : "postgres";
+}
+
+// The controller over a store of the kind store_kind() names: a SQLite file in the test's
+// directory, or a database of its own on the test binary's private PostgreSQL server.
+class ControllerFixture : public ::testing::Test {
  protected:
+  virtual StoreKind store_kind() const = 0;
+
   void SetUp() override {
     char pattern[] = "/tmp/tenon-controller-test-XXXXXX";
     ASSERT_NE(::mkdtemp(pattern), nullptr);
     dir_ = pattern;
-    auto store = SqliteStore::open(dir_ + "/controller.db");
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
+    if (store_kind() == StoreKind::kPostgres) {
+      TENON_SETUP_POSTGRES_DATABASE(database_);
+    }
+    ASSERT_NO_FATAL_FAILURE(reopen_store());
     auto blobs = BlobStore::open(dir_ + "/blobs");
     ASSERT_TRUE(blobs.ok()) << blobs.status();
     blobs_ = std::make_unique<BlobStore>(std::move(*blobs));
@@ -132,7 +144,22 @@ class ControllerTest : public ::testing::Test {
     composer_ = std::move(*composer);
     controller_ = make_controller(ControllerConfig{});
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override {
+    controller_.reset();
+    store_.reset();
+    database_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Opens the test's store (again: what was committed before is read back).
+  void reopen_store() {
+    store_.reset();
+    absl::StatusOr<std::unique_ptr<Store>> store =
+        store_kind() == StoreKind::kSqlite ? open_store("sqlite:" + dir_ + "/controller.db", dir_)
+                                           : open_store(database_->url(), dir_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+  }
 
   // What the session received once every committed desired state was handed over.
   std::vector<v1::ControllerMessage> sent(RecordingSession& session) {
@@ -192,7 +219,8 @@ class ControllerTest : public ::testing::Test {
   }
 
   std::string dir_;
-  std::unique_ptr<SqliteStore> store_;
+  std::optional<test_support::TemporaryPostgresDatabase> database_;
+  std::unique_ptr<Store> store_;
   std::unique_ptr<BlobStore> blobs_;
   std::unique_ptr<FleetComposer> composer_;
   std::unique_ptr<Controller> controller_;
@@ -222,7 +250,22 @@ TEST(SelectorTest, MatchesLabelsAndExpressions) {
   EXPECT_TRUE(selector_matches(selector, labels));
 }
 
-TEST_F(ControllerTest, ApplyCreatesThenReportsUnchangedAndUpdated) {
+// Every test runs on both stores.
+class ControllerTest : public ControllerFixture, public ::testing::WithParamInterface<StoreKind> {
+ protected:
+  StoreKind store_kind() const override { return GetParam(); }
+};
+INSTANTIATE_TEST_SUITE_P(Stores, ControllerTest,
+                         ::testing::Values(StoreKind::kSqlite, StoreKind::kPostgres),
+                         store_kind_name);
+
+// Tests that reach into the SQLite file itself (another connection's locks).
+class SqliteControllerTest : public ControllerFixture {
+ protected:
+  StoreKind store_kind() const override { return StoreKind::kSqlite; }
+};
+
+TEST_P(ControllerTest, ApplyCreatesThenReportsUnchangedAndUpdated) {
   auto first =
       apply({device("edge-1", "lab"), control_loop_app(), deployment("control", "control", "lab")});
   ASSERT_TRUE(first.ok()) << first.status();
@@ -247,7 +290,7 @@ TEST_F(ControllerTest, ApplyCreatesThenReportsUnchangedAndUpdated) {
 // Regression for the one-lock controller, where a Get waited behind every write (measured at
 // 10,000 devices: p99 2 s). A writer is made to wait for the store (another connection holds
 // SQLite's write lock) while it holds the write path; reads must answer meanwhile.
-TEST_F(ControllerTest, OperatorReadsAnswerWhileAWriteWaitsForTheStore) {
+TEST_F(SqliteControllerTest, OperatorReadsAnswerWhileAWriteWaitsForTheStore) {
   ASSERT_TRUE(
       apply({device("edge-1", "lab"), control_loop_app(), deployment("control", "control", "lab")})
           .ok());
@@ -293,7 +336,7 @@ TEST_F(ControllerTest, OperatorReadsAnswerWhileAWriteWaitsForTheStore) {
 
 // Transactions commit before memory changes: a write the store refuses leaves no trace in what
 // operators read.
-TEST_F(ControllerTest, ARefusedWriteLeavesTheCacheAsTheStoreIs) {
+TEST_F(SqliteControllerTest, ARefusedWriteLeavesTheCacheAsTheStoreIs) {
   ASSERT_TRUE(apply({device("edge-1", "lab")}).ok());
   v1::ListRequest list;
   list.set_kind(v1::OBJECT_KIND_DEVICE);
@@ -310,7 +353,7 @@ TEST_F(ControllerTest, ARefusedWriteLeavesTheCacheAsTheStoreIs) {
   EXPECT_EQ(devices->resource_version(), before);
 }
 
-TEST_F(ControllerTest, StaleGenerationIsAbortedAndNothingStored) {
+TEST_P(ControllerTest, StaleGenerationIsAbortedAndNothingStored) {
   ASSERT_TRUE(apply({control_loop_app()}).ok());
   v1::Object stale = control_loop_app(30'000);
   stale.mutable_app()->mutable_metadata()->set_generation(7);
@@ -322,7 +365,7 @@ TEST_F(ControllerTest, StaleGenerationIsAbortedAndNothingStored) {
   EXPECT_TRUE(absl::IsNotFound(controller_->get(get).status())) << "the request is one transaction";
 }
 
-TEST_F(ControllerTest, MalformedAndDanglingObjectsAreRefused) {
+TEST_P(ControllerTest, MalformedAndDanglingObjectsAreRefused) {
   v1::Object bad = device("Edge_1", "lab");
   auto result = apply({bad});
   EXPECT_TRUE(absl::IsInvalidArgument(result.status())) << result.status();
@@ -334,7 +377,7 @@ TEST_F(ControllerTest, MalformedAndDanglingObjectsAreRefused) {
   EXPECT_TRUE(absl::IsInvalidArgument(apply({instance}).status()));
 }
 
-TEST_F(ControllerTest, UnschedulableDeploymentIsRefusedUpFront) {
+TEST_P(ControllerTest, UnschedulableDeploymentIsRefusedUpFront) {
   ASSERT_TRUE(apply({device("edge-1", "lab")}).ok());
   enroll("edge-1");
   // pid needs 990 us of every 1 ms: with the supervisor and logger it cannot meet its deadlines.
@@ -348,7 +391,7 @@ TEST_F(ControllerTest, UnschedulableDeploymentIsRefusedUpFront) {
   EXPECT_EQ(deployments->objects_size(), 0);
 }
 
-TEST_F(ControllerTest, EnrolmentChecksTokens) {
+TEST_P(ControllerTest, EnrolmentChecksTokens) {
   v1::EnrollRequest request;
   request.set_bootstrap_token("not-a-token");
   request.set_device_name("edge-1");
@@ -377,7 +420,7 @@ TEST_F(ControllerTest, EnrolmentChecksTokens) {
       << "edge-2 is enrolled and the token is not bound to it";
 }
 
-TEST_F(ControllerTest, BootstrapTokenTtlIsBoundedAndNeverWraps) {
+TEST_P(ControllerTest, BootstrapTokenTtlIsBoundedAndNeverWraps) {
   auto with_ttl = [&](int64_t seconds) {
     v1::CreateBootstrapTokenRequest request;
     request.mutable_ttl()->set_seconds(seconds);
@@ -396,7 +439,7 @@ TEST_F(ControllerTest, BootstrapTokenTtlIsBoundedAndNeverWraps) {
               static_cast<double>(absl::ToUnixSeconds(absl::Now()) + kYear), 60.0);
 }
 
-TEST_F(ControllerTest, ABootstrapTokenCannotRelabelAnExistingDevice) {
+TEST_P(ControllerTest, ABootstrapTokenCannotRelabelAnExistingDevice) {
   ASSERT_TRUE(apply({device("edge-1", "lab")}).ok());
   v1::CreateBootstrapTokenRequest request;
   request.set_device_name("edge-1");
@@ -408,7 +451,7 @@ TEST_F(ControllerTest, ABootstrapTokenCannotRelabelAnExistingDevice) {
   EXPECT_TRUE(controller_->create_bootstrap_token(request).ok()) << "no labels: fine";
 }
 
-TEST_F(ControllerTest, ASilentAgentIsDisconnectedAfterThreePingIntervals) {
+TEST_P(ControllerTest, ASilentAgentIsDisconnectedAfterThreePingIntervals) {
   ControllerConfig config;
   config.ping_interval = absl::Milliseconds(100);
   controller_ = make_controller(config);
@@ -455,7 +498,7 @@ TEST_F(ControllerTest, ASilentAgentIsDisconnectedAfterThreePingIntervals) {
   EXPECT_EQ(connection(), v1::CONNECTION_STATE_DISCONNECTED);
 }
 
-TEST_F(ControllerTest, HelloWithWrongCredentialIsUnauthenticated) {
+TEST_P(ControllerTest, HelloWithWrongCredentialIsUnauthenticated) {
   enroll("edge-1");
   auto session = std::make_shared<RecordingSession>();
   v1::Hello hello;
@@ -466,7 +509,7 @@ TEST_F(ControllerTest, HelloWithWrongCredentialIsUnauthenticated) {
   EXPECT_TRUE(absl::IsUnauthenticated(controller_->open_session(session, hello)));
 }
 
-TEST_F(ControllerTest, AgentGetsDesiredStateAndImageInVerifiedChunks) {
+TEST_P(ControllerTest, AgentGetsDesiredStateAndImageInVerifiedChunks) {
   ASSERT_TRUE(apply({device("edge-1", "lab")}).ok());
   const std::string credential = enroll("edge-1");
   auto session = connect("edge-1", credential);
@@ -559,7 +602,7 @@ TEST_F(ControllerTest, AgentGetsDesiredStateAndImageInVerifiedChunks) {
   EXPECT_EQ(check.exit_code, 0) << check.output;
 }
 
-TEST_F(ControllerTest, NewerStreamSupersedesOlderAndReconnectGetsOnlyWhatIsStale) {
+TEST_P(ControllerTest, NewerStreamSupersedesOlderAndReconnectGetsOnlyWhatIsStale) {
   ASSERT_TRUE(
       apply({device("edge-1", "lab"), control_loop_app(), deployment("control", "control", "lab")})
           .ok());
@@ -578,7 +621,7 @@ TEST_F(ControllerTest, NewerStreamSupersedesOlderAndReconnectGetsOnlyWhatIsStale
   EXPECT_TRUE(absl::IsAborted(controller_->handle("edge-1", first, late)));
 }
 
-TEST_F(ControllerTest, DiffShowsFieldsAndEffectsWithoutChangingAnything) {
+TEST_P(ControllerTest, DiffShowsFieldsAndEffectsWithoutChangingAnything) {
   ASSERT_TRUE(
       apply({device("edge-1", "lab"), control_loop_app(), deployment("control", "control", "lab")})
           .ok());
@@ -601,7 +644,7 @@ TEST_F(ControllerTest, DiffShowsFieldsAndEffectsWithoutChangingAnything) {
   EXPECT_EQ(controller_->get(get)->deployment().spec().placement().rt_priority(), 0u);
 }
 
-TEST_F(ControllerTest, DeleteRulesAndInstancesFollow) {
+TEST_P(ControllerTest, DeleteRulesAndInstancesFollow) {
   ASSERT_TRUE(
       apply({device("edge-1", "lab"), control_loop_app(), deployment("control", "control", "lab")})
           .ok());
@@ -631,16 +674,13 @@ TEST_F(ControllerTest, DeleteRulesAndInstancesFollow) {
   EXPECT_TRUE(absl::IsPermissionDenied(*session->closed));
 }
 
-TEST_F(ControllerTest, StateSurvivesAReopenedStore) {
+TEST_P(ControllerTest, StateSurvivesAReopenedStore) {
   ASSERT_TRUE(
       apply({device("edge-1", "lab"), control_loop_app(), deployment("control", "control", "lab")})
           .ok());
   const std::string credential = enroll("edge-1");
   controller_.reset();
-  store_.reset();
-  auto store = SqliteStore::open(dir_ + "/controller.db");
-  ASSERT_TRUE(store.ok());
-  store_ = std::move(*store);
+  ASSERT_NO_FATAL_FAILURE(reopen_store());
   controller_ = make_controller(ControllerConfig{});
   auto session = connect("edge-1", credential);
   std::optional<v1::DesiredState> desired = last_desired(sent(*session));
@@ -685,7 +725,11 @@ class PlannerScaleTest : public ControllerTest {
   }
 };
 
-TEST_F(PlannerScaleTest, ChangedAppWorkGrowsLinearlyWithTheFleet) {
+INSTANTIATE_TEST_SUITE_P(Stores, PlannerScaleTest,
+                         ::testing::Values(StoreKind::kSqlite, StoreKind::kPostgres),
+                         store_kind_name);
+
+TEST_P(PlannerScaleTest, ChangedAppWorkGrowsLinearlyWithTheFleet) {
   const uint64_t small = work_for_changed_app(40);
   TearDown();
   SetUp();
