@@ -1,5 +1,5 @@
 // See controller.h. This file: the operator requests that change the fleet or compute from it
-// (Apply, Delete, Diff, Compose, bootstrap tokens, Migrate).
+// (Apply, Delete, Compose, bootstrap tokens, Migrate). Diff is in operator_diff.cc.
 #include <algorithm>
 #include <utility>
 
@@ -9,7 +9,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "migration_policy.h"
-#include "nlohmann/json.hpp"
+#include "object_diff.h"
 #include "object_meta.h"
 #include "proto_time.h"
 #include "random_ids.h"
@@ -20,75 +20,6 @@
 namespace tenon::controller {
 
 namespace v1 = tenon::v1;
-
-namespace {
-
-bool same_message(const google::protobuf::Message& a, const google::protobuf::Message& b) {
-  return google::protobuf::util::MessageDifferencer::Equals(a, b);
-}
-
-// The operator-owned part of an object: labels and spec, as JSON for comparison and diffs.
-nlohmann::json owned_json(const v1::Object& object) {
-  v1::Object copy = object;
-  v1::ObjectMeta* meta = mutable_object_meta(&copy);
-  const auto labels = meta->labels();
-  switch (copy.kind_case()) {
-    case v1::Object::kDevice:
-      copy.mutable_device()->clear_status();
-      break;
-    case v1::Object::kDeployment:
-      copy.mutable_deployment()->clear_status();
-      break;
-    default:
-      break;
-  }
-  meta->Clear();
-  *meta->mutable_labels() = labels;
-  std::string text;
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(copy, &text, options);
-  nlohmann::json document = nlohmann::json::parse(text, nullptr, false);
-  if (document.is_object() && !document.empty()) return document.begin().value();
-  return nlohmann::json::object();
-}
-
-std::string pointer_to_path(const std::string& pointer) {
-  std::string path;
-  for (const absl::string_view part : absl::StrSplit(pointer.substr(1), '/')) {
-    const bool index = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit);
-    if (index) {
-      absl::StrAppend(&path, "[", part, "]");
-    } else {
-      absl::StrAppend(&path, path.empty() ? "" : ".", part);
-    }
-  }
-  return path;
-}
-
-void append_changes(const nlohmann::json& before, const nlohmann::json& after,
-                    v1::ObjectDiff* diff) {
-  const nlohmann::json old_flat = before.flatten();
-  const nlohmann::json new_flat = after.flatten();
-  for (const auto& [pointer, value] : old_flat.items()) {
-    auto found = new_flat.find(pointer);
-    if (found == new_flat.end() || *found != value) {
-      v1::FieldChange* change = diff->add_changes();
-      change->set_path(pointer_to_path(pointer));
-      change->set_old_value(value.dump());
-      if (found != new_flat.end()) change->set_new_value(found->dump());
-    }
-  }
-  for (const auto& [pointer, value] : new_flat.items()) {
-    if (!old_flat.contains(pointer)) {
-      v1::FieldChange* change = diff->add_changes();
-      change->set_path(pointer_to_path(pointer));
-      change->set_new_value(value.dump());
-    }
-  }
-}
-
-}  // namespace
 
 absl::StatusOr<v1::ApplyResponse> Controller::apply(const v1::ApplyRequest& request) {
   std::set<std::pair<int, std::string>> seen;
@@ -307,110 +238,6 @@ absl::StatusOr<v1::DeleteResponse> Controller::remove(const v1::DeleteRequest& r
                         "device ", request.name(), " was deleted; its credential is revoked")),
                     SessionHub::Ending::kForget);
   }
-  return response;
-}
-
-absl::StatusOr<v1::DiffResponse> Controller::diff(const v1::DiffRequest& request) {
-  for (const v1::Object& object : request.objects()) {
-    if (absl::Status valid = check_object(object); !valid.ok()) return valid;
-  }
-  v1::DiffResponse response;
-  absl::Status status = store_->transact([&](StoreTransaction& tx) -> absl::Status {
-    response.Clear();
-    absl::StatusOr<FleetView> before = load_view(tx, {});
-    if (!before.ok()) return before.status();
-    FleetView after = *before;
-    std::map<std::string, int> deployment_diff;  // deployment -> index into diffs
-    for (const v1::Object& input : request.objects()) {
-      const v1::ObjectKind kind = object_kind(input);
-      const std::string& name = object_meta(input).name();
-      v1::ObjectDiff* entry = response.add_diffs();
-      entry->set_kind(kind);
-      entry->set_name(name);
-      absl::StatusOr<std::optional<v1::Object>> stored = tx.get_object(kind, name);
-      if (!stored.ok()) return stored.status();
-      if (!stored->has_value()) {
-        entry->set_action(v1::CHANGE_ACTION_CREATE);
-        append_changes(nlohmann::json::object(), owned_json(input), entry);
-      } else {
-        const nlohmann::json old_json = owned_json(**stored);
-        const nlohmann::json new_json = owned_json(input);
-        entry->set_action(old_json == new_json ? v1::CHANGE_ACTION_UNCHANGED
-                                               : v1::CHANGE_ACTION_UPDATE);
-        append_changes(old_json, new_json, entry);
-      }
-      switch (kind) {
-        case v1::OBJECT_KIND_DEVICE: {
-          v1::Device device = input.device();
-          if (stored->has_value()) *device.mutable_status() = (**stored).device().status();
-          after.devices[name] = device;
-          break;
-        }
-        case v1::OBJECT_KIND_APP:
-          after.apps[name] = input.app();
-          break;
-        case v1::OBJECT_KIND_DEPLOYMENT:
-          after.deployments[name] = input.deployment();
-          deployment_diff[name] = response.diffs_size() - 1;
-          break;
-        default:
-          return absl::InvalidArgumentError(
-              absl::StrCat(kind_name(kind), " ", name, ": only Device, App and Deployment"));
-      }
-    }
-    for (const auto& [name, deployment] : after.deployments) {
-      if (!after.apps.contains(deployment.spec().app())) {
-        return absl::NotFoundError(absl::StrCat("Deployment ", name, ": spec.app: App ",
-                                                deployment.spec().app(), " does not exist"));
-      }
-    }
-    // Effects: what each device would run afterwards, against what it is told to run now.
-    const std::vector<MigrationInProgress> migrations = migrations_.in_progress();
-    const PlannerInputs inputs = planner_inputs(after, migrations);
-    for (const auto& [device_name, device] : after.devices) {
-      DevicePlan plan = plan_device(inputs, device, nullptr, nullptr);
-      for (const auto& [deployment, error] : plan.errors) {
-        if (deployment_diff.contains(deployment)) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "Deployment ", deployment, " cannot run on device ", device_name, ": ", error));
-        }
-      }
-      absl::StatusOr<std::optional<v1::DesiredState>> current = tx.get_desired_state(device_name);
-      if (!current.ok()) return current.status();
-      std::map<std::string, v1::DesiredInstance> now;
-      if (current->has_value()) {
-        for (const v1::DesiredInstance& instance : (*current)->instances()) {
-          now[instance.name()] = instance;
-        }
-      }
-      auto effect = [&](const std::string& deployment, std::string line) {
-        auto found = deployment_diff.find(deployment);
-        const int index = found != deployment_diff.end() ? found->second : 0;
-        if (response.diffs_size() > 0) response.mutable_diffs(index)->add_effects(std::move(line));
-      };
-      for (const PlannedInstance& planned : plan.instances) {
-        auto found = now.find(planned.desired.name());
-        if (found == now.end()) {
-          effect(planned.desired.deployment(),
-                 absl::StrCat(device_name, ": create instance ", planned.desired.name(), ", image ",
-                              planned.desired.image_digest()));
-        } else if (found->second.image_digest() != planned.desired.image_digest() ||
-                   !same_message(found->second.placement(), planned.desired.placement()) ||
-                   !same_message(found->second.runtime(), planned.desired.runtime())) {
-          effect(
-              planned.desired.deployment(),
-              absl::StrCat(device_name, ": replace instance ", planned.desired.name(), ", image ",
-                           found->second.image_digest(), " -> ", planned.desired.image_digest()));
-        }
-        if (found != now.end()) now.erase(found);
-      }
-      for (const auto& [name, instance] : now) {
-        effect(instance.deployment(), absl::StrCat(device_name, ": remove instance ", name));
-      }
-    }
-    return absl::OkStatus();
-  });
-  if (!status.ok()) return status;
   return response;
 }
 
