@@ -10,8 +10,8 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
-#include "absl/time/time.h"
 #include "agent.h"
+#include "flags/duration_flag.h"
 #include "log.h"
 
 namespace {
@@ -22,16 +22,6 @@ std::string default_device_name() {
   char name[256] = {};
   if (gethostname(name, sizeof(name) - 1) != 0) return "";
   return name;
-}
-
-// A duration flag: Go-style text ("30s", "200ms", "1m30s").
-bool parse_duration_flag(const std::string& text, const char* flag, absl::Duration* out) {
-  if (!absl::ParseDuration(text, out) || *out <= absl::ZeroDuration()) {
-    std::cerr << "tenon-agent: " << flag << " " << text
-              << ": not a positive duration such as 500ms, 30s or 1m\n";
-    return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -48,9 +38,6 @@ int main(int argc, char** argv) {
       "agent connected as this device.");
   AgentOptions options;
   options.device_name = default_device_name();
-  std::string max_backoff = "30s";
-  std::string restart_backoff_max = "30s";
-  std::string telemetry_interval;
   cli.add_option("--controller", options.controller_address,
                  "Controller address HOST:PORT (AgentService)")
       ->capture_default_str();
@@ -65,14 +52,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cli.add_option("--mortised-socket", options.mortised_socket, "mortised's unix socket")
       ->capture_default_str();
-  cli.add_option("--max-backoff", max_backoff,
-                 "Longest wait between reconnects and image retries (full jitter from 200ms)")
-      ->capture_default_str();
-  cli.add_option("--restart-backoff-max", restart_backoff_max,
-                 "Longest wait before restarting a failed instance (doubling from 1s)")
-      ->capture_default_str();
-  cli.add_option("--telemetry-interval", telemetry_interval,
-                 "Telemetry period; default: what the controller's Welcome says");
+  tenon::flags::add_duration_option(
+      cli, "--max-backoff", &options.max_backoff,
+      "Longest wait between reconnects and image retries (full jitter from 200ms)");
+  tenon::flags::add_duration_option(
+      cli, "--restart-backoff-max", &options.restart_backoff_max,
+      "Longest wait before restarting a failed instance (doubling from 1s)");
+  tenon::flags::add_duration_option(
+      cli, "--telemetry-interval", &options.telemetry_interval,
+      "Telemetry period, e.g. 1s; default: what the controller's Welcome says");
   try {
     cli.parse(argc, argv);
   } catch (const CLI::CallForHelp& help) {
@@ -80,18 +68,6 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& error) {
     cli.exit(error);
     return kExitUsage;
-  }
-  if (!parse_duration_flag(max_backoff, "--max-backoff", &options.max_backoff) ||
-      !parse_duration_flag(restart_backoff_max, "--restart-backoff-max",
-                           &options.restart_backoff_max)) {
-    return kExitUsage;
-  }
-  if (!telemetry_interval.empty()) {
-    absl::Duration interval;
-    if (!parse_duration_flag(telemetry_interval, "--telemetry-interval", &interval)) {
-      return kExitUsage;
-    }
-    options.telemetry_interval = interval;
   }
   if (options.device_name.empty()) {
     std::cerr << "tenon-agent: --device-name is empty and the host name is unknown\n";

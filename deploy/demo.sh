@@ -75,7 +75,7 @@ wait_for_file() {  # path, what, pid
 
 echo "demo: state and logs in $work"
 "$bin/tenon-controller" --data-dir "$work/controller" --listen 127.0.0.1:0 \
-  --http-listen 127.0.0.1:0 --ready-file "$work/controller.json" --telemetry-interval 1 \
+  --http-listen 127.0.0.1:0 --ready-file "$work/controller.json" --telemetry-interval 1s \
   >"$work/tenon-controller.log" 2>&1 &
 pids+=($!)
 wait_for_file "$work/controller.json" tenon-controller "${pids[-1]}"

@@ -18,6 +18,7 @@
 #include "api_metrics.h"
 #include "blob_store.h"
 #include "controller.h"
+#include "flags/duration_flag.h"
 #include "fleet_composer.h"
 #include "grpc_services.h"
 #include "open_store.h"
@@ -98,12 +99,12 @@ int main(int argc, char** argv) {
   std::string source_root = defaults::kSourceRoot;
   std::string archive_root = defaults::kArchiveRoot;
   std::string cache_dir;
-  double ping_seconds = 5;
-  double telemetry_seconds = 1;
-  double flush_seconds = 1;
+  absl::Duration ping_interval = absl::Seconds(5);
+  absl::Duration telemetry_interval = absl::Seconds(1);
+  absl::Duration flush_interval = absl::Seconds(1);
   uint64_t scheduling_overhead_ns = 2'000;
   size_t console_tail_bytes = 16 << 10;
-  double migration_step_seconds = 60;
+  absl::Duration migration_step_timeout = absl::Seconds(60);
   app.add_option("--data-dir", data_dir,
                  "controller.db (SQLite), blobs/ (images) and the operator token")
       ->capture_default_str();
@@ -112,7 +113,7 @@ int main(int argc, char** argv) {
                  "postgres://USER@HOST:PORT/DB (a password in the URL is never logged)");
   app.add_option("--listen", listen, "gRPC address (FleetService and AgentService); port 0 picks")
       ->capture_default_str();
-  app.add_option("--http-listen", http_listen, "REST, /metrics and /healthz; port 0 picks")
+  app.add_option("--http-listen", http_listen, "REST, /metrics, /healthz and /readyz; port 0 picks")
       ->capture_default_str();
   app.add_option("--operator-token-file", operator_token_file,
                  "operator bearer token; created (0600) if missing [<data-dir>/operator-token]");
@@ -123,24 +124,21 @@ int main(int argc, char** argv) {
   app.add_option("--archive-root", archive_root, "built micro-library archives")
       ->capture_default_str();
   app.add_option("--image-cache", cache_dir, "linked image cache [<data-dir>/image-cache]");
-  app.add_option("--ping-interval", ping_seconds, "seconds between pings to agents")
-      ->capture_default_str();
-  app.add_option("--telemetry-interval", telemetry_seconds,
-                 "seconds between telemetry reports agents are asked for")
-      ->capture_default_str();
-  app.add_option("--flush-interval", flush_seconds,
-                 "seconds between writes of reported device and instance state")
-      ->capture_default_str();
+  tenon::flags::add_duration_option(app, "--ping-interval", &ping_interval,
+                                    "time between pings to agents");
+  tenon::flags::add_duration_option(app, "--telemetry-interval", &telemetry_interval,
+                                    "time between telemetry reports agents are asked for");
+  tenon::flags::add_duration_option(app, "--flush-interval", &flush_interval,
+                                    "time between writes of reported device and instance state");
   app.add_option("--scheduling-overhead-ns", scheduling_overhead_ns,
                  "per-job scheduler cost charged in schedulability analysis")
       ->capture_default_str();
   app.add_option("--console-tail-bytes", console_tail_bytes,
                  "console bytes held per instance for logs")
       ->capture_default_str();
-  app.add_option(
-         "--migration-step-timeout", migration_step_seconds,
-         "seconds each migration step (snapshot, restore) may take before it is rolled back")
-      ->capture_default_str();
+  tenon::flags::add_duration_option(
+      app, "--migration-step-timeout", &migration_step_timeout,
+      "how long each migration step (snapshot, restore) may take before it is rolled back");
   app.footer(
       "Exit status: 0 after SIGTERM/SIGINT, 1 when it cannot start (the message says why).\n"
       "Clients authenticate with 'authorization: Bearer <token>' (the operator token file).");
@@ -183,8 +181,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   ControllerConfig config;
-  config.ping_interval = absl::Seconds(ping_seconds);
-  config.telemetry_interval = absl::Seconds(telemetry_seconds);
+  config.ping_interval = ping_interval;
+  config.telemetry_interval = telemetry_interval;
   config.console_tail_bytes = console_tail_bytes;
   absl::StatusOr<std::unique_ptr<Controller>> created =
       Controller::create(config, store->get(), &*blobs, composer->get());
@@ -194,8 +192,7 @@ int main(int argc, char** argv) {
   }
   Controller& controller = **created;
   ApiMetrics metrics;
-  FleetServiceImpl fleet_service(&controller, &metrics, *operator_token,
-                                 absl::Seconds(migration_step_seconds));
+  FleetServiceImpl fleet_service(&controller, &metrics, *operator_token, migration_step_timeout);
   AgentServiceImpl agent_service(&controller, &metrics);
 
   grpc::ServerBuilder builder;
@@ -209,7 +206,7 @@ int main(int argc, char** argv) {
     log_line(absl::StrCat("cannot listen on ", listen));
     return 1;
   }
-  RestApi rest(&controller, &metrics, *operator_token);
+  RestApi rest(&controller, store->get(), &metrics, *operator_token);
   absl::StatusOr<int> http_port = rest.start(http_address->first, http_address->second);
   if (!http_port.ok()) {
     log_line(std::string(http_port.status().message()));
@@ -236,7 +233,7 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGPIPE, SIG_IGN);
   absl::Time next_ping = absl::Now() + config.ping_interval;
-  while (!stop.WaitForNotificationWithTimeout(absl::Seconds(flush_seconds))) {
+  while (!stop.WaitForNotificationWithTimeout(flush_interval)) {
     if (absl::Status flushed = controller.flush_reported_state(); !flushed.ok()) {
       log_line(absl::StrCat("flush: ", flushed.message()));
     }

@@ -116,8 +116,10 @@ std::function<absl::Status(const httplib::Request&, httplib::Response&)> post_ha
 
 }  // namespace
 
-RestApi::RestApi(Controller* controller, ApiMetrics* metrics, std::string operator_token)
+RestApi::RestApi(Controller* controller, Store* store, ApiMetrics* metrics,
+                 std::string operator_token)
     : controller_(controller),
+      store_(store),
       metrics_(metrics),
       operator_token_(std::move(operator_token)),
       server_(std::make_unique<httplib::Server>()) {
@@ -125,6 +127,22 @@ RestApi::RestApi(Controller* controller, ApiMetrics* metrics, std::string operat
 }
 
 RestApi::~RestApi() { stop(); }
+
+std::vector<std::pair<std::string, std::string>> RestApi::readiness_checks() {
+  std::vector<std::pair<std::string, std::string>> checks;
+  // The store answers now: a transaction that only reads a counter still takes the store's
+  // transaction (and SQLite's write lock, or a PostgreSQL connection), so a store that is locked
+  // by another process, gone or unreachable fails here, after the backend's own wait (SQLite's
+  // busy timeout, 5 s).
+  const absl::Status store = store_->transact([](StoreTransaction& transaction) {
+    return transaction.read_counter(kResourceVersionCounter).status();
+  });
+  checks.emplace_back("store", store.ok() ? "ok" : std::string(store.message()));
+  // Controller::create reads every stored object into the object cache before it returns, and
+  // main starts this server only after that, so whenever /readyz can be asked the cache is primed.
+  checks.emplace_back("object-cache", "ok");
+  return checks;
+}
 
 void RestApi::install_routes() {
   // The operator token is checked once the headers are in, before any body is read (httplib
@@ -183,8 +201,32 @@ void RestApi::install_routes() {
         };
       };
   const std::string kinds = "(devices|apps|deployments|instances|compositions)";
+  // Liveness: answering at all is the whole check (the HTTP thread pool serves).
   server_->Get("/healthz", [](const httplib::Request&, httplib::Response& response) {
     response.set_content("ok\n", "text/plain");
+  });
+  server_->Get("/readyz", [this](const httplib::Request& request, httplib::Response& response) {
+    const std::vector<std::pair<std::string, std::string>> checks = readiness_checks();
+    bool ready = true;
+    for (const auto& [name, result] : checks) ready = ready && result == "ok";
+    response.status = ready ? 200 : 503;
+    if (request.has_param("verbose")) {
+      std::string text;
+      for (const auto& [name, result] : checks) {
+        absl::StrAppend(&text,
+                        result == "ok" ? absl::StrCat("[+]", name, " ok")
+                                       : absl::StrCat("[-]", name, " failed: ", result),
+                        "\n");
+      }
+      absl::StrAppend(&text, "readyz check ", ready ? "passed" : "failed", "\n");
+      response.set_content(text, "text/plain");
+      return;
+    }
+    nlohmann::ordered_json body;
+    body["ready"] = ready;
+    body["checks"] = nlohmann::ordered_json::object();
+    for (const auto& [name, result] : checks) body["checks"][name] = result;
+    response.set_content(body.dump() + "\n", "application/json");
   });
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
     response.set_content(metrics_->render(controller_->snapshot()),

@@ -1,5 +1,5 @@
 // REST over HTTP/1.1 on the controller's second port: the FleetService messages as JSON (the
-// protobuf JSON mapping with proto field names) under /v1/, plus /metrics and /healthz.
+// protobuf JSON mapping with proto field names) under /v1/, plus /metrics, /healthz and /readyz.
 //
 //   GET    /v1/{devices|apps|deployments|instances|compositions}      List (query:
 //   selector=k%3Dv,..,
@@ -10,7 +10,14 @@
 //   GET    /v1/instances/{name}/logs[?tail_bytes=N]                     held console bytes
 //   POST   /v1/apply | /v1/diff | /v1/compose | /v1/bootstrap-tokens   body: the request message
 //   GET    /metrics                                                   Prometheus text, no token
-//   GET    /healthz                                                   "ok"
+//   GET    /healthz                                                   "ok": the process serves
+//   GET    /readyz[?verbose]                                          readiness, below
+//
+// /readyz is 200 when the store answers a trivial transaction now and the object cache is
+// primed, else 503. The body is {"ready": bool, "checks": {"store": "ok" or why not,
+// "object-cache": "ok"}}; with ?verbose, one "[+]NAME ok" or "[-]NAME failed: WHY" line per check
+// and a last "readyz check passed|failed" line, as kube-apiserver's /readyz?verbose prints them.
+// /metrics, /healthz and /readyz need no token (probes and scrapers rarely carry one).
 //
 // Every /v1/ route needs `Authorization: Bearer <operator token>`. Errors are
 // {"code": <gRPC code number>, "status": "<code name>", "message": "..."} with the HTTP status
@@ -20,10 +27,13 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "api_metrics.h"
 #include "controller.h"
+#include "store.h"
 
 namespace httplib {
 class Server;
@@ -33,7 +43,8 @@ namespace tenon::controller {
 
 class RestApi {
  public:
-  RestApi(Controller* controller, ApiMetrics* metrics, std::string operator_token);
+  // `store` is the one `controller` was created with; /readyz runs a transaction on it.
+  RestApi(Controller* controller, Store* store, ApiMetrics* metrics, std::string operator_token);
   ~RestApi();
   // Binds (port 0 picks one) and serves on a thread of its own; returns the bound port.
   absl::StatusOr<int> start(const std::string& host, int port);
@@ -41,8 +52,11 @@ class RestApi {
 
  private:
   void install_routes();
+  // /readyz: each check by name, "ok" or why it fails, in the order they are reported.
+  std::vector<std::pair<std::string, std::string>> readiness_checks();
 
   Controller* controller_;
+  Store* store_;
   ApiMetrics* metrics_;
   std::string operator_token_;
   std::unique_ptr<httplib::Server> server_;

@@ -6,8 +6,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "flags/duration_flag.h"
 #include "manifest.h"  // read_text_file
-#include "object_manifest.h"
 #include "yaml_fields.h"
 
 namespace tenon::controller {
@@ -105,12 +105,10 @@ absl::StatusOr<ClientConfig> resolve_client_config(const ClientFlags& flags) {
     config.token = *token;
   }
   if (!flags.timeout.empty()) {
-    std::optional<google::protobuf::Duration> timeout = parse_duration(flags.timeout);
-    if (!timeout || (timeout->seconds() == 0 && timeout->nanos() == 0)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--timeout: expected a positive duration like 10s or 2m, got '", flags.timeout, "'"));
-    }
-    config.timeout = absl::Seconds(timeout->seconds()) + absl::Nanoseconds(timeout->nanos());
+    absl::StatusOr<absl::Duration> timeout =
+        tenon::flags::parse_duration_flag("--timeout", flags.timeout);
+    if (!timeout.ok()) return timeout.status();
+    config.timeout = *timeout;
   }
   return config;
 }

@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "flags/duration_flag.h"
 #include "label_selector.h"
 #include "object_manifest.h"
 #include "object_meta.h"
@@ -412,12 +413,12 @@ int run_token_create(const ClientConfig& config, const FleetOptions& options) {
   tenon::v1::CreateBootstrapTokenRequest request;
   request.set_device_name(options.token_device);
   request.set_max_uses(options.token_uses);
-  std::optional<google::protobuf::Duration> ttl = parse_duration(options.token_ttl);
-  if (!ttl) {
-    return report_bad_input(
-        absl::StrCat("--ttl: expected a duration like 30m, 24h, got '", options.token_ttl, "'"));
-  }
-  *request.mutable_ttl() = *ttl;
+  absl::StatusOr<absl::Duration> ttl =
+      tenon::flags::parse_duration_flag("--ttl", options.token_ttl);
+  if (!ttl.ok()) return report_bad_input(std::string(ttl.status().message()));
+  absl::Duration below_a_second;
+  request.mutable_ttl()->set_seconds(absl::IDivDuration(*ttl, absl::Seconds(1), &below_a_second));
+  request.mutable_ttl()->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(below_a_second)));
   for (const std::string& label : options.token_labels) {
     const size_t equals = label.find('=');
     if (equals == std::string::npos) {

@@ -158,7 +158,8 @@ int main(int argc, char** argv) {
   cli.add_option("--config", client_flags.config_file,
                  "Client config (YAML: server, token or token_file); default $TENONCTL_CONFIG "
                  "or ~/.config/tenon/config.yaml");
-  cli.add_option("--timeout", client_flags.timeout, "Per-request deadline, e.g. 10s (default 30s)");
+  cli.add_option("--timeout", client_flags.timeout, "Per-request deadline, e.g. 10s (default 30s)")
+      ->type_name("DURATION");
 
   auto add_common = [&](CLI::App* command) {
     command->add_option("-f,--file", options.app_file, "App spec (YAML)")->required();
@@ -222,7 +223,8 @@ int main(int argc, char** argv) {
   token_create_command->add_option("--device", fleet.token_device,
                                    "Only a device of this name may enroll with it");
   token_create_command->add_option("--uses", fleet.token_uses, "How many enrolments (default 1)");
-  token_create_command->add_option("--ttl", fleet.token_ttl, "Validity, e.g. 1h (default 24h)");
+  token_create_command->add_option("--ttl", fleet.token_ttl, "Validity, e.g. 1h (default 24h)")
+      ->type_name("DURATION");
   token_create_command->add_option("--label", fleet.token_labels,
                                    "key=value given to enrolled devices (repeatable)");
   token_create_command->add_option("-o,--output", fleet.output, "json or yaml")

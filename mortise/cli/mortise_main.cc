@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "console_sink.h"
 #include "engine.h"
+#include "flags/duration_flag.h"
 #include "instance.h"
 #include "placement.h"
 #include "telemetry.h"
@@ -124,14 +125,6 @@ struct RunOptions {
   std::string qemu_binary = "qemu-system-x86_64";
 };
 
-std::optional<std::chrono::nanoseconds> parse_duration(const std::string& text) {
-  absl::Duration duration;
-  if (!absl::ParseDuration(text, &duration) || duration <= absl::ZeroDuration()) {
-    return std::nullopt;
-  }
-  return absl::ToChronoNanoseconds(duration);
-}
-
 nlohmann::json histogram_json(const mortise::HistogramSummary& summary) {
   return {{"count", summary.count},   {"min_ns", summary.min_ns}, {"mean_ns", summary.mean_ns},
           {"p50_ns", summary.p50_ns}, {"p99_ns", summary.p99_ns}, {"p999_ns", summary.p999_ns},
@@ -196,11 +189,11 @@ int run(const RunOptions& options, uint64_t process_start_tsc) {
         std::tuple{&options.app_run, &app_run, "--app-run"},
         std::tuple{&options.report_every, &report_every, "--report-every"}}) {
     if (!*text) continue;
-    *target = parse_duration(**text);
-    if (!*target) {
-      return report_error(options, kUsage, "usage",
-                          absl::StrCat(flag, " takes a positive duration such as 500ms, 10s, 2m"));
+    absl::StatusOr<absl::Duration> duration = tenon::flags::parse_duration_flag(flag, **text);
+    if (!duration.ok()) {
+      return report_error(options, kUsage, "usage", std::string(duration.status().message()));
     }
+    *target = absl::ToChronoNanoseconds(*duration);
   }
   absl::StatusOr<mortise::EngineChoice> choice = mortise::parse_engine_choice(options.engine);
   if (!choice.ok()) {
@@ -395,12 +388,20 @@ int main(int argc, char** argv) {
       ->add_option("--rt-priority", options.rt_priority, "SCHED_FIFO priority for --realtime")
       ->check(CLI::Range(1, 99))
       ->capture_default_str();
-  run_command->add_option("--app-run", options.app_run,
-                          "Tell the app's task scheduler to stop after this long (it then exits)");
-  run_command->add_option("--report-every", options.report_every,
-                          "Print the guest's live task telemetry to stderr this often");
-  run_command->add_option("--duration", options.duration,
-                          "Stop the instance after this long, e.g. 500ms, 10s");
+  // Durations are read in run() (tenon::flags::parse_duration_flag), where a refusal is reported
+  // like every other usage error, as JSON too with -o json.
+  run_command
+      ->add_option("--app-run", options.app_run,
+                   "Tell the app's task scheduler to stop after this long (it then exits)")
+      ->type_name("DURATION");
+  run_command
+      ->add_option("--report-every", options.report_every,
+                   "Print the guest's live task telemetry to stderr this often, e.g. 1s")
+      ->type_name("DURATION");
+  run_command
+      ->add_option("--duration", options.duration,
+                   "Stop the instance after this long, e.g. 500ms, 10s")
+      ->type_name("DURATION");
   run_command
       ->add_option("-o,--output", options.output,
                    "text, or json: a JSON record of the run as the last stdout line")

@@ -32,8 +32,11 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/time.h"
 #include "bench_report.h"
+#include "flags/duration_flag.h"
 #include "mortised_process.h"
 #include "tenon/v1/mortise.grpc.pb.h"
 
@@ -116,7 +119,7 @@ struct Options {
   int snapshot_iterations = 20;
   uint64_t snapshot_memory = 1 << 20;
   int density_target = 1000;
-  double density_time_limit_s = 600;
+  absl::Duration density_time_limit = absl::Minutes(10);
   std::string b4_policy = "realtime";
   uint32_t b4_rt_priority = 90;
   std::string b6_policy = "realtime";
@@ -370,10 +373,9 @@ nlohmann::json run_b6(const Options& options) {
   std::string stopped_because = "target reached";
   const auto start = Clock::now();
   for (int i = 0; i < options.density_target; ++i) {
-    if (std::chrono::duration<double>(Clock::now() - start).count() >
-        options.density_time_limit_s) {
-      stopped_because =
-          absl::StrFormat("time limit of %.0f s reached", options.density_time_limit_s);
+    if (absl::FromChrono(Clock::now() - start) > options.density_time_limit) {
+      stopped_because = absl::StrCat("time limit of ",
+                                     absl::FormatDuration(options.density_time_limit), " reached");
       break;
     }
     const std::string name = absl::StrFormat("idle-%05d", i);
@@ -509,9 +511,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--density-target", options.density_target, "B6: instances to create")
       ->capture_default_str();
-  app.add_option("--density-time-limit", options.density_time_limit_s,
-                 "B6: stop creating after this many seconds")
-      ->capture_default_str();
+  tenon::flags::add_duration_option(app, "--density-time-limit", &options.density_time_limit,
+                                    "B6: stop creating after this long");
   app.add_option("--b4-policy", options.b4_policy, "B4: CPU policy of the probe")
       ->check(CLI::IsMember({"anywhere", "realtime", "dedicated"}))
       ->capture_default_str();

@@ -30,7 +30,9 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "bench_report.h"
+#include "flags/duration_flag.h"
 #include "nlohmann/json.hpp"
 #include "sha256.h"
 #include "tenon/v1/agent.grpc.pb.h"
@@ -55,7 +57,7 @@ struct Convergence {
   uint64_t failed_streams = 0;
   uint64_t images_fetched = 0;
 
-  bool wait(const std::function<bool()>& done, std::chrono::seconds limit) {
+  bool wait(const std::function<bool()>& done, std::chrono::nanoseconds limit) {
     std::unique_lock lock(mutex);
     return changed.wait_for(lock, limit, done);
   }
@@ -302,8 +304,8 @@ std::optional<ControllerProcess> start_controller(const std::string& binary,
     const std::string log = dir + "/controller.log";
     freopen(log.c_str(), "w", stderr);
     execl(binary.c_str(), binary.c_str(), "--data-dir", dir.c_str(), "--listen", "127.0.0.1:0",
-          "--http-listen", "127.0.0.1:0", "--ready-file", ready.c_str(), "--ping-interval", "30",
-          "--telemetry-interval", "10", nullptr);
+          "--http-listen", "127.0.0.1:0", "--ready-file", ready.c_str(), "--ping-interval", "30s",
+          "--telemetry-interval", "10s", nullptr);
     _exit(127);
   }
   for (int i = 0; i < 300 && !std::filesystem::exists(ready); ++i) {
@@ -384,7 +386,7 @@ class Operator {
 };
 
 nlohmann::json run_fleet(const std::string& controller_binary, int agents, int channels,
-                         int timeout_seconds) {
+                         absl::Duration timeout) {
   nlohmann::json result;
   result["agents"] = agents;
   std::string pattern = (std::filesystem::temp_directory_path() / "tenon-b7-XXXXXX").string();
@@ -392,7 +394,7 @@ nlohmann::json run_fleet(const std::string& controller_binary, int agents, int c
   const std::string dir = pattern;
   std::optional<ControllerProcess> controller = start_controller(controller_binary, dir);
   if (!controller) return {{"agents", agents}, {"error", "controller did not start"}};
-  const auto limit = std::chrono::seconds(timeout_seconds);
+  const std::chrono::nanoseconds limit = absl::ToChronoNanoseconds(timeout);
 
   std::vector<std::shared_ptr<grpc::Channel>> pool;
   for (int i = 0; i < channels; ++i) {
@@ -580,13 +582,13 @@ nlohmann::json run_fleet(const std::string& controller_binary, int agents, int c
 int main(int argc, char** argv) {
   CLI::App cli{"B7: N simulated agents (stand-in hypervisor) against one tenon-controller"};
   std::string controller_binary, output_path, commit = "unknown", command, sizes = "100,1000,10000";
-  int channels = 16, timeout_seconds = 300;
+  int channels = 16;
+  absl::Duration timeout = absl::Minutes(5);
   cli.add_option("--controller", controller_binary, "tenon-controller binary")->required();
   cli.add_option("--agents", sizes, "comma-separated fleet sizes")->capture_default_str();
   cli.add_option("--channels", channels, "gRPC connections the agents share")
       ->capture_default_str();
-  cli.add_option("--timeout", timeout_seconds, "seconds each phase may take")
-      ->capture_default_str();
+  tenon::flags::add_duration_option(cli, "--timeout", &timeout, "how long each phase may take");
   cli.add_option("--output", output_path, "JSON result file")->required();
   cli.add_option("--commit", commit, "commit being measured");
   cli.add_option("--command", command, "the command line that ran this benchmark");
@@ -604,7 +606,7 @@ int main(int argc, char** argv) {
   report["fleets"] = nlohmann::json::array();
   for (absl::string_view size : absl::StrSplit(sizes, ',', absl::SkipEmpty())) {
     const int agents = std::stoi(std::string(size));
-    report["fleets"].push_back(run_fleet(controller_binary, agents, channels, timeout_seconds));
+    report["fleets"].push_back(run_fleet(controller_binary, agents, channels, timeout));
     std::ofstream(output_path) << report.dump(2) << "\n";
   }
   std::cout << report.dump(2) << "\n";

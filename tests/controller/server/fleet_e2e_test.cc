@@ -103,8 +103,8 @@ class FleetTest : public ::testing::Test {
     controller_ =
         ChildProcess::start({TENON_CONTROLLER_BINARY, "--data-dir", dir_ + "/controller",
                              "--listen", listen, "--http-listen", "127.0.0.1:0", "--ready-file",
-                             dir_ + "/ready.json", "--telemetry-interval", "0.5",
-                             "--flush-interval", "0.2", "--migration-step-timeout", "15"},
+                             dir_ + "/ready.json", "--telemetry-interval", "500ms",
+                             "--flush-interval", "200ms", "--migration-step-timeout", "15s"},
                             dir_ + "/controller.log");
     ASSERT_TRUE(controller_.has_value());
     ASSERT_TRUE(eventually(

@@ -1,5 +1,7 @@
 // The REST face of a real tenon-controller over loopback: the FleetService messages as JSON under
-// /v1/, errors as {code, status, message} with their HTTP statuses, and the bearer token.
+// /v1/, errors as {code, status, message} with their HTTP statuses, the bearer token, and the
+// health and readiness probes.
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -297,6 +299,45 @@ TEST_F(RestApiTest, TaskTimesThatWouldOverflowTheAnalysisAreRefused) {
                            huge_task + R"(]}}}]})");
   EXPECT_EQ(applied.http, 400) << applied.body.dump();
   EXPECT_THAT(applied.body.value("message", ""), HasSubstr("spec.tasks[0].period_ns"));
+}
+
+TEST_F(RestApiTest, ReadyzSaysWhetherTheStoreAnswersNowAndHealthzThatTheProcessServes) {
+  // Neither probe needs the operator token.
+  Reply ready = call("GET", "/readyz", "", /*authorized=*/false);
+  EXPECT_EQ(ready.http, 200);
+  EXPECT_EQ(ready.body, nlohmann::json::parse(
+                            R"({"ready": true, "checks": {"store": "ok", "object-cache": "ok"}})"));
+  EXPECT_EQ(run_shell("curl -s -w '%{http_code}' 'http://" + address_ + "/readyz?verbose'").output,
+            "[+]store ok\n[+]object-cache ok\nreadyz check passed\n200");
+
+  // Another connection holds SQLite's write lock on the controller's store (its --data-dir's
+  // controller.db): once BEGIN IMMEDIATE returns, the lock is held, so the store cannot answer a
+  // transaction until it is let go. /readyz says so after SQLite's busy timeout.
+  const std::string database = dir_ + "/controller/controller.db";
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(database.c_str(), &other, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(other);
+  Reply locked = call("GET", "/readyz", "", /*authorized=*/false);
+  EXPECT_EQ(locked.http, 503);
+  EXPECT_EQ(locked.body["ready"], false) << locked.body.dump();
+  EXPECT_THAT(locked.body["checks"].value("store", ""), HasSubstr(database));
+  EXPECT_THAT(locked.body["checks"].value("store", ""), HasSubstr("database is locked"));
+  EXPECT_EQ(locked.body["checks"]["object-cache"], "ok");
+  const std::string verbose =
+      run_shell("curl -s -w '%{http_code}' 'http://" + address_ + "/readyz?verbose'").output;
+  EXPECT_THAT(verbose, HasSubstr("[-]store failed: " + database));
+  EXPECT_THAT(verbose,
+              HasSubstr("database is locked\n[+]object-cache ok\nreadyz check failed\n503"));
+  // Alive all the same: /healthz does not touch the store.
+  EXPECT_EQ(
+      run_shell("curl -s -w '%{http_code}' --max-time 3 http://" + address_ + "/healthz").output,
+      "ok\n200");
+
+  // Let go: ready again at once.
+  ASSERT_EQ(sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_close(other), SQLITE_OK);
+  EXPECT_EQ(call("GET", "/readyz", "", /*authorized=*/false).http, 200);
 }
 
 }  // namespace
