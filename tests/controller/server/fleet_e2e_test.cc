@@ -10,7 +10,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "child_process.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -98,14 +101,26 @@ class FleetTest : public ::testing::Test {
     if (HasFailure()) std::cerr << "kept " << dir_ << " for a look\n";
   }
 
-  void start_controller(const std::string& listen) {
+  void start_controller(const std::string& listen,
+                        const std::vector<std::string>& extra_flags = {}) {
     std::filesystem::remove(dir_ + "/ready.json");
-    controller_ =
-        ChildProcess::start({TENON_CONTROLLER_BINARY, "--data-dir", dir_ + "/controller",
-                             "--listen", listen, "--http-listen", "127.0.0.1:0", "--ready-file",
-                             dir_ + "/ready.json", "--telemetry-interval", "500ms",
-                             "--flush-interval", "200ms", "--migration-step-timeout", "15s"},
-                            dir_ + "/controller.log");
+    std::vector<std::string> command = {TENON_CONTROLLER_BINARY,
+                                        "--data-dir",
+                                        dir_ + "/controller",
+                                        "--listen",
+                                        listen,
+                                        "--http-listen",
+                                        "127.0.0.1:0",
+                                        "--ready-file",
+                                        dir_ + "/ready.json",
+                                        "--telemetry-interval",
+                                        "500ms",
+                                        "--flush-interval",
+                                        "200ms",
+                                        "--migration-step-timeout",
+                                        "15s"};
+    command.insert(command.end(), extra_flags.begin(), extra_flags.end());
+    controller_ = ChildProcess::start(command, dir_ + "/controller.log");
     ASSERT_TRUE(controller_.has_value());
     ASSERT_TRUE(eventually(
                     [&] {
@@ -171,15 +186,30 @@ class FleetTest : public ::testing::Test {
     return path;
   }
 
+  // `prefix` runs the agent through another program first (a network namespace's `ip netns exec`).
   std::optional<ChildProcess> start_agent(const std::string& device, const std::string& state,
                                           const std::string& token_file, const std::string& log,
-                                          const std::string& mortised_socket = "") {
-    return ChildProcess::start(
-        {TENON_AGENT_BINARY, "--controller", grpc_address_, "--device-name", device,
-         "--bootstrap-token-file", token_file, "--state-dir", dir_ + "/" + state,
-         "--mortised-socket", mortised_socket.empty() ? mortised_->socket_path() : mortised_socket,
-         "--max-backoff", "1s", "--telemetry-interval", "500ms"},
-        dir_ + "/" + log);
+                                          const std::string& mortised_socket = "",
+                                          const std::vector<std::string>& prefix = {}) {
+    std::vector<std::string> command = prefix;
+    std::vector<std::string> agent = {
+        TENON_AGENT_BINARY,
+        "--controller",
+        grpc_address_,
+        "--device-name",
+        device,
+        "--bootstrap-token-file",
+        token_file,
+        "--state-dir",
+        dir_ + "/" + state,
+        "--mortised-socket",
+        mortised_socket.empty() ? mortised_->socket_path() : mortised_socket,
+        "--max-backoff",
+        "1s",
+        "--telemetry-interval",
+        "500ms"};
+    command.insert(command.end(), agent.begin(), agent.end());
+    return ChildProcess::start(command, dir_ + "/" + log);
   }
 
   // Applies the manifest, enrolls edge-1 and waits for the control instance to run.
@@ -283,6 +313,108 @@ TEST_F(FleetTest, AgentRestartReattachesWithoutRestartingInstances) {
   EXPECT_EQ(after[0].uid(), before[0].uid()) << "the same VM, re-attached";
   EXPECT_EQ(after[0].vmm_pid(), before[0].vmm_pid());
   EXPECT_EQ(instances()[0]["status"].value("restart_count", 0), 0);
+}
+
+// A network namespace joined to the host by a veth pair: what runs inside reaches the host end's
+// address, and cut() drops every packet both ways (the link goes down, no reset is sent) until
+// heal(). Needs root and iproute2; create() says why not otherwise.
+class NetworkPartition {
+ public:
+  static absl::StatusOr<std::unique_ptr<NetworkPartition>> create() {
+    if (geteuid() != 0) return absl::FailedPreconditionError("network namespaces need root");
+    ShellResult which = run_shell("command -v ip");
+    if (which.exit_code != 0)
+      return absl::FailedPreconditionError("iproute2's ip is not installed");
+    std::string ip_program = which.output;
+    while (!ip_program.empty() && ip_program.back() == '\n') ip_program.pop_back();
+    // A name and subnet of this process's own, so parallel tests do not collide.
+    const int id = static_cast<int>(getpid() % 200) + 20;
+    auto partition = std::unique_ptr<NetworkPartition>(new NetworkPartition(id));
+    partition->ip_program_ = ip_program;
+    const std::string& ns = partition->namespace_;
+    const std::string host = partition->host_link_, inside = partition->inside_link_;
+    const std::string net = absl::StrCat("10.231.", id, ".");
+    // A run killed before its destructor (a ctest timeout) may have left these behind.
+    run_shell("ip link del " + host + " 2>/dev/null; ip netns del " + ns + " 2>/dev/null");
+    for (const std::string& command :
+         {"ip netns add " + ns, "ip link add " + host + " type veth peer name " + inside,
+          "ip link set " + inside + " netns " + ns, "ip addr add " + net + "1/30 dev " + host,
+          "ip link set " + host + " up", "ip netns exec " + ns + " ip link set lo up",
+          "ip netns exec " + ns + " ip addr add " + net + "2/30 dev " + inside,
+          "ip netns exec " + ns + " ip link set " + inside + " up"}) {
+      ShellResult result = run_shell(command + " 2>&1");
+      if (result.exit_code != 0) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("'", command, "' failed: ", result.output));
+      }
+    }
+    partition->host_address_ = net + "1";
+    return partition;
+  }
+  ~NetworkPartition() {
+    run_shell("ip link del " + host_link_ + " 2>/dev/null; ip netns del " + namespace_ +
+              " 2>/dev/null");
+  }
+
+  const std::string& host_address() const { return host_address_; }
+  std::vector<std::string> exec_prefix() const {
+    return {ip_program_, "netns", "exec", namespace_};
+  }
+  void cut() { EXPECT_EQ(run_shell("ip link set " + host_link_ + " down").exit_code, 0); }
+  void heal() { EXPECT_EQ(run_shell("ip link set " + host_link_ + " up").exit_code, 0); }
+
+ private:
+  explicit NetworkPartition(int id)
+      : namespace_(absl::StrCat("tenon-part-", id)),
+        host_link_(absl::StrCat("tnp", id, "h")),
+        inside_link_(absl::StrCat("tnp", id, "i")) {}
+  std::string namespace_, host_link_, inside_link_, host_address_, ip_program_;
+};
+
+// The device is cut off from the controller for a while: its instance keeps running, the
+// controller shows it Disconnected, a change applied meanwhile waits for it, and on reconnect the
+// agent resyncs by version: the change arrives once, and exactly one VM runs it.
+TEST_F(FleetTest, APartitionedDeviceKeepsRunningAndResyncsOnceTheLinkIsBack) {
+  absl::StatusOr<std::unique_ptr<NetworkPartition>> partition = NetworkPartition::create();
+  if (!partition.ok()) GTEST_SKIP() << partition.status().message();
+  controller_->stop();
+  start_controller((*partition)->host_address() + ":0", {"--ping-interval", "500ms"});
+  ShellResult applied = tenonctl("apply -f " + dir_ + "/fleet.yaml");
+  ASSERT_EQ(applied.exit_code, 0) << applied.output;
+  agent_ = start_agent("edge-1", "agent", bootstrap_token("edge-1"), "agent.log", "",
+                       (*partition)->exec_prefix());
+  ASSERT_TRUE(agent_.has_value());
+  ASSERT_TRUE(eventually([&] { return converged(1); }, 60s))
+      << tenonctl("get instances -o wide").output << agent_->log() << controller_->log();
+  const std::string vm_uid = vms().at(0).uid();
+  const std::string first_image = instances()[0]["spec"]["image_digest"];
+
+  (*partition)->cut();
+  ASSERT_TRUE(eventually(
+      [&] {
+        return tenonctl("get device edge-1 -o json").output.find("CONNECTION_STATE_DISCONNECTED") !=
+               std::string::npos;
+      },
+      20s))
+      << controller_->log();
+  std::string changed = kManifest;
+  changed.replace(changed.rfind("app: loop"), 9, "app: probe");
+  std::ofstream(dir_ + "/changed.yaml") << changed;
+  applied = tenonctl("apply -f " + dir_ + "/changed.yaml");
+  ASSERT_EQ(applied.exit_code, 0) << applied.output;
+  std::vector<tenon::v1::Vm> during = vms();
+  ASSERT_EQ(during.size(), 1u);
+  EXPECT_EQ(during[0].uid(), vm_uid);
+  EXPECT_EQ(during[0].state(), tenon::v1::VM_STATE_RUNNING) << "cut off, it keeps running";
+  EXPECT_EQ(instances()[0]["status"].value("observed_state", ""), "INSTANCE_STATE_UNKNOWN");
+
+  (*partition)->heal();
+  ASSERT_TRUE(eventually(
+      [&] { return converged(1) && instances()[0]["spec"]["image_digest"] != first_image; }, 60s))
+      << tenonctl("get instances -o wide").output << agent_->log() << controller_->log();
+  EXPECT_TRUE(eventually([&] { return vms().size() == 1; }, 20s))
+      << "the old VM is replaced, not kept beside the new one";
+  EXPECT_NE(vms().at(0).uid(), vm_uid);
 }
 
 TEST_F(FleetTest, KilledControllerLosesNothingAccepted) {
