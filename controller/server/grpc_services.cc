@@ -9,7 +9,9 @@
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "outbound_queue.h"
 #include "status_codes.h"
 
 namespace tenon::controller {
@@ -70,7 +72,19 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
       absl::MutexLock lock(&mutex_);
       if (stream_ == nullptr || finish_.has_value()) return;
       message.set_sequence(next_sequence_++);
-      queue_.push_back(std::move(message));
+      if (!queue_.push(std::move(message))) {
+        // The agent does not keep up: end the stream rather than hold an unbounded backlog.
+        finish_ = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                               absl::StrCat("more than ", kMaxQueuedBytesPerStream,
+                                            " bytes wait to be written to this agent; reconnect"));
+        if (writing_) {
+          queue_.drop_waiting();
+        } else {
+          queue_.clear();
+          stream_->Finish(*finish_);
+        }
+        return;
+      }
       if (!writing_) {
         writing_ = true;
         stream_->StartWrite(&queue_.front());
@@ -86,7 +100,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
 
     void write_done(bool ok) {
       absl::MutexLock lock(&mutex_);
-      queue_.pop_front();
+      queue_.pop();
       if (!ok) {  // the stream is broken: drop the rest
         queue_.clear();
         writing_ = false;
@@ -115,7 +129,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
    private:
     absl::Mutex mutex_;
     AgentStream* stream_ ABSL_GUARDED_BY(mutex_);
-    std::deque<v1::ControllerMessage> queue_ ABSL_GUARDED_BY(mutex_);
+    OutboundQueue queue_ ABSL_GUARDED_BY(mutex_);
     bool writing_ ABSL_GUARDED_BY(mutex_) = false;
     std::optional<grpc::Status> finish_ ABSL_GUARDED_BY(mutex_);
     uint64_t next_sequence_ ABSL_GUARDED_BY(mutex_) = 1;

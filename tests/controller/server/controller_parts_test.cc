@@ -10,13 +10,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
+#include "sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "migration_orchestrator.h"
 #include "object_cache.h"
+#include "outbound_queue.h"
 #include "planner.h"
 #include "session_hub.h"
-#include "sha256.h"
 
 namespace tenon::controller {
 namespace {
@@ -201,6 +202,27 @@ TEST(SessionHubTest, PingsTheLivelyAndDisconnectsTheSilent) {
   auto changed = hub.take_changed();
   EXPECT_EQ(changed.size(), 2u) << "both disconnections are written with the next flush";
   EXPECT_TRUE(hub.take_changed().empty());
+}
+
+// ---- OutboundQueue ------------------------------------------------------------------------------
+
+TEST(OutboundQueueTest, AnAgentThatStopsReadingCannotGrowItsBacklogPastTheBound) {
+  OutboundQueue queue(64 << 10);
+  v1::ControllerMessage chunk;
+  chunk.mutable_image_chunk()->set_data(std::string(16 << 10, 'x'));
+  int queued = 0;
+  while (queue.push(chunk)) ++queued;
+  EXPECT_EQ(queued, 3) << "three 16 KiB chunks and their framing fit in 64 KiB, a fourth not";
+  EXPECT_LE(queue.bytes(), 64u << 10);
+  queue.drop_waiting();
+  EXPECT_FALSE(queue.empty()) << "the message being written stays";
+  queue.pop();
+  EXPECT_TRUE(queue.empty());
+  EXPECT_EQ(queue.bytes(), 0u);
+  v1::ControllerMessage huge;
+  huge.mutable_image_chunk()->set_data(std::string(128 << 10, 'x'));
+  EXPECT_TRUE(queue.push(huge)) << "one message larger than the bound still goes alone";
+  EXPECT_FALSE(queue.push(chunk));
 }
 
 // ---- Planner ------------------------------------------------------------------------------------
