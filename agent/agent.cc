@@ -18,7 +18,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "backoff.h"
-#include "digest.h"
+#include "crypto/sha256.h"
 #include "log.h"
 #include "profile.h"
 
@@ -752,7 +752,7 @@ absl::Status Agent::snapshot_and_upload(const tenon::v1::SnapshotCommand& comman
   std::error_code ignored;
   std::filesystem::remove(response.path(), ignored);
   if (!in.good() && !in.eof()) return absl::DataLossError("cannot read the snapshot file");
-  if (sha256_digest(bytes) != response.digest()) {
+  if (crypto::sha256_digest(bytes) != response.digest()) {
     return absl::DataLossError("the snapshot file does not hash to what mortised reported");
   }
   uint64_t offset = 0;
@@ -767,7 +767,7 @@ absl::Status Agent::snapshot_and_upload(const tenon::v1::SnapshotCommand& comman
     chunk->set_offset(offset);
     chunk->set_data(bytes.substr(offset, length));
     chunk->set_total_size_bytes(bytes.size());
-    chunk->set_chunk_sha256(sha256_hex(chunk->data()));
+    chunk->set_chunk_sha256(crypto::sha256_hex(chunk->data()));
     offset += length;
     chunk->set_last(offset == bytes.size());
     if (send(std::move(message)) == 0) return absl::UnavailableError("the stream broke");
@@ -786,7 +786,7 @@ void Agent::restore_instance(const DesiredInstance& desired) {
     directory = snapshot_directory_;
   }
   absl::StatusOr<std::string> bytes = images_.read_verified(digest);
-  absl::StatusOr<std::string> hex = digest_hex(digest);
+  absl::StatusOr<std::string> hex = crypto::digest_hex(digest);
   if (!bytes.ok() || !hex.ok() || directory.empty()) {
     set_note(name, absl::StrCat("cannot restore from ", digest, ": ",
                                 !bytes.ok() ? bytes.status().message()

@@ -13,7 +13,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "digest.h"
+#include "crypto/sha256.h"
 
 namespace tenon::agent {
 namespace {
@@ -46,7 +46,7 @@ absl::Status ImageStore::init() {
 }
 
 absl::StatusOr<std::string> ImageStore::path_of(const std::string& digest) const {
-  absl::StatusOr<std::string> hex = digest_hex(digest);
+  absl::StatusOr<std::string> hex = crypto::digest_hex(digest);
   if (!hex.ok()) return hex.status();
   return absl::StrCat(directory_, "/", *hex);
 }
@@ -83,7 +83,7 @@ absl::StatusOr<std::string> ImageStore::read_verified(const std::string& digest)
   std::stringstream contents;
   contents << file.rdbuf();
   std::string bytes = std::move(contents).str();
-  const std::string actual = sha256_digest(bytes);
+  const std::string actual = crypto::sha256_digest(bytes);
   if (actual != digest) {
     return absl::DataLossError(
         absl::StrCat("the file ", *path, " now hashes to ", actual, ", not ", digest));
@@ -111,7 +111,7 @@ absl::StatusOr<bool> ImageStore::add_chunk(const tenon::v1::ImageChunk& chunk) c
     return fail(absl::DataLossError(
         absl::StrCat("chunks run past the declared size of ", chunk.total_size_bytes(), " bytes")));
   }
-  if (!chunk.chunk_sha256().empty() && sha256_hex(chunk.data()) != chunk.chunk_sha256()) {
+  if (!chunk.chunk_sha256().empty() && crypto::sha256_hex(chunk.data()) != chunk.chunk_sha256()) {
     return fail(absl::DataLossError(
         absl::StrCat("chunk at offset ", chunk.offset(), " does not match its chunk_sha256")));
   }
@@ -130,9 +130,9 @@ absl::StatusOr<bool> ImageStore::add_chunk(const tenon::v1::ImageChunk& chunk) c
     return fail(absl::DataLossError(
         absl::StrCat("received ", size, " bytes of the declared ", chunk.total_size_bytes())));
   }
-  absl::StatusOr<std::string> actual = sha256_hex_of_file(*partial);
+  absl::StatusOr<std::string> actual = crypto::sha256_file_hex(*partial);
   if (!actual.ok()) return fail(actual.status());
-  absl::StatusOr<std::string> expected = digest_hex(chunk.digest());
+  absl::StatusOr<std::string> expected = crypto::digest_hex(chunk.digest());
   if (*actual != *expected) {
     return fail(absl::DataLossError(
         absl::StrCat("the received ", size, " bytes hash to sha256:", *actual)));

@@ -12,7 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "backoff.h"
-#include "digest.h"
+#include "crypto/sha256.h"
 
 namespace tenon::agent {
 namespace {
@@ -113,7 +113,7 @@ absl::Status validate_desired_state(const DesiredState& desired, uint32_t realti
     if (!names.insert(name).second) {
       return absl::InvalidArgumentError(absl::StrCat("instance \"", name, "\" is listed twice"));
     }
-    if (absl::Status digest = digest_hex(instance.image_digest()).status(); !digest.ok()) {
+    if (absl::Status digest = crypto::digest_hex(instance.image_digest()).status(); !digest.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("instance \"", name, "\": ", digest.message()));
     }
@@ -134,7 +134,7 @@ absl::Status validate_desired_state(const DesiredState& desired, uint32_t realti
                                                      " is above 99"));
     }
     if (!instance.restore_snapshot_digest().empty()) {
-      if (absl::Status digest = digest_hex(instance.restore_snapshot_digest()).status();
+      if (absl::Status digest = crypto::digest_hex(instance.restore_snapshot_digest()).status();
           !digest.ok()) {
         return absl::InvalidArgumentError(
             absl::StrCat("instance \"", name, "\": restore_snapshot_digest: ", digest.message()));

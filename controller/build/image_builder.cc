@@ -14,7 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "sha256.h"
+#include "crypto/sha256.h"
 
 extern char** environ;
 
@@ -146,7 +146,7 @@ ImageBuilder::ImageBuilder(ImageBuilderConfig config) : config_(std::move(config
 absl::StatusOr<BuiltImage> ImageBuilder::build(const Catalog& catalog,
                                                const Composition& composition) {
   if (linker_script_digest_.empty()) {
-    absl::StatusOr<std::string> digest = sha256_file_hex(config_.linker_script);
+    absl::StatusOr<std::string> digest = crypto::sha256_file_hex(config_.linker_script);
     if (!digest.ok()) return digest.status();
     linker_script_digest_ = *digest;
   }
@@ -166,7 +166,7 @@ absl::StatusOr<BuiltImage> ImageBuilder::build(const Catalog& catalog,
 
   // Everything the link reads goes into the key; paths do not (the catalog digest covers the
   // archives' contents), so a catalog moved elsewhere keeps its cache.
-  Sha256 key_hash;
+  crypto::Sha256 key_hash;
   key_hash.add_field("tenon.image.v1");
   key_hash.add_field(catalog.digest());
   key_hash.add_field(composition.app.program);
@@ -236,7 +236,7 @@ absl::StatusOr<BuiltImage> ImageBuilder::build(const Catalog& catalog,
         "measurement is wrong)",
         composition.name, *end, composition.memory_plan.image_end_bound));
   }
-  absl::StatusOr<std::string> digest = sha256_file_hex((work / "image.elf").string());
+  absl::StatusOr<std::string> digest = crypto::sha256_file_hex((work / "image.elf").string());
   if (!digest.ok()) {
     cleanup();
     return digest.status();

@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "sha256.h"
+#include "crypto/sha256.h"
 
 namespace tenon::controller {
 namespace {
@@ -135,7 +135,7 @@ absl::Status validate_libraries(const std::vector<LibraryManifest>& manifests) {
 absl::StatusOr<Catalog> Catalog::load(const CatalogPaths& paths) {
   Catalog catalog;
   catalog.paths_ = paths;
-  Sha256 digest;
+  crypto::Sha256 digest;
   digest.add_field(paths.arch);
 
   std::vector<LibraryManifest> manifests;
@@ -180,7 +180,8 @@ absl::StatusOr<Catalog> Catalog::load(const CatalogPaths& paths) {
         if (footprint.ok()) {
           library.footprint = *footprint;
           library.measured = true;
-          absl::StatusOr<std::string> archive_digest = sha256_file_hex(library.archive_path);
+          absl::StatusOr<std::string> archive_digest =
+              crypto::sha256_file_hex(library.archive_path);
           if (!archive_digest.ok()) return archive_digest.status();
           digest.add_field(library.archive_path.substr(paths.archive_root.size()));
           digest.add_field(*archive_digest);
@@ -228,7 +229,7 @@ absl::StatusOr<Catalog> Catalog::load(const CatalogPaths& paths) {
     if (footprint.ok()) {
       app.footprint = *footprint;
       app.measured = true;
-      absl::StatusOr<std::string> archive_digest = sha256_file_hex(app.archive_path);
+      absl::StatusOr<std::string> archive_digest = crypto::sha256_file_hex(app.archive_path);
       if (!archive_digest.ok()) return archive_digest.status();
       digest.add_field(app.archive_path.substr(paths.archive_root.size()));
       digest.add_field(*archive_digest);

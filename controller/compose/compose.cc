@@ -10,7 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "composition.h"
-#include "sha256.h"
+#include "crypto/sha256.h"
 #include "tenon/abi.h"
 
 namespace tenon::controller {
@@ -180,7 +180,7 @@ absl::StatusOr<OptionValue> typed_option(const AppSpec& app, const std::string& 
 
 std::string canonical_inputs(const AppSpec& app, const DeviceProfile& device,
                              CompositionPolicy policy, const std::string& catalog_digest) {
-  Sha256 hash;
+  crypto::Sha256 hash;
   hash.add_field("tenon.composition.v1");
   hash.add_field(catalog_digest);
   hash.add_field(absl::StrCat(static_cast<int>(policy)));

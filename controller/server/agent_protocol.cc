@@ -7,11 +7,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "controller.h"
+#include "crypto/sha256.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "object_meta.h"
 #include "proto_time.h"
 #include "random_ids.h"
-#include "sha256.h"
 #include "validate.h"
 
 namespace tenon::controller {
@@ -42,7 +42,7 @@ absl::StatusOr<v1::EnrollResponse> Controller::enroll(const v1::EnrollRequest& r
   ReplanOutcome outcome;
   absl::Status status = store_->transact([&](StoreTransaction& tx) -> absl::Status {
     outcome = ReplanOutcome();
-    const std::string token_hash = sha256_hex(request.bootstrap_token());
+    const std::string token_hash = crypto::sha256_hex(request.bootstrap_token());
     absl::StatusOr<std::optional<BootstrapTokenRecord>> token = tx.get_bootstrap_token(token_hash);
     if (!token.ok()) return token.status();
     if (!token->has_value() || (*token)->uses_left == 0 ||
@@ -87,7 +87,7 @@ absl::StatusOr<v1::EnrollResponse> Controller::enroll(const v1::EnrollRequest& r
     const std::string secret = absl::StrCat("tenon-device-", random_hex(32));
     DeviceCredentialRecord issued;
     issued.device_name = name;
-    issued.credential_hash = sha256_hex(secret);
+    issued.credential_hash = crypto::sha256_hex(secret);
     issued.issue_unix_seconds = absl::ToUnixSeconds(now);
     if (absl::Status put = tx.put_device_credential(issued); !put.ok()) return put;
     record.uses_left -= 1;
@@ -120,7 +120,7 @@ absl::Status Controller::open_session(const std::shared_ptr<AgentSession>& sessi
         tx.get_device_credential(name);
     if (!credential.ok()) return credential.status();
     if (!credential->has_value() ||
-        !equal_hashes((*credential)->credential_hash, sha256_hex(hello.credential()))) {
+        !equal_hashes((*credential)->credential_hash, crypto::sha256_hex(hello.credential()))) {
       return absl::UnauthenticatedError(
           absl::StrCat("unknown device ", name, " or wrong credential"));
     }
@@ -256,7 +256,7 @@ absl::Status Controller::handle_image_request(const std::string& device, AgentSe
     });
     if (!lookup.ok()) return lookup;
   }
-  const bool wanted = desired != nullptr &&
+  const bool wanted = desired != nullptr && !request.digest().empty() &&
                       std::any_of(desired->instances().begin(), desired->instances().end(),
                                   [&](const v1::DesiredInstance& instance) {
                                     return instance.image_digest() == request.digest() ||
@@ -280,7 +280,7 @@ absl::Status Controller::handle_image_request(const std::string& device, AgentSe
     end->set_digest(request.digest());
     end->set_offset(total);
     end->set_total_size_bytes(total);
-    end->set_chunk_sha256(sha256_hex(""));
+    end->set_chunk_sha256(crypto::sha256_hex(""));
     end->set_last(true);
     session.send(std::move(message));
   }
@@ -293,7 +293,7 @@ absl::Status Controller::handle_image_request(const std::string& device, AgentSe
     if (chunk.offset() < request.offset()) {
       sent->set_data(chunk.data().substr(request.offset() - chunk.offset()));
       sent->set_offset(request.offset());
-      sent->set_chunk_sha256(sha256_hex(sent->data()));
+      sent->set_chunk_sha256(crypto::sha256_hex(sent->data()));
     }
     image_bytes_sent_ += sent->data().size();
     session.send(std::move(message));
@@ -322,7 +322,7 @@ absl::StatusOr<std::shared_ptr<const Controller::ImageChunks>> Controller::image
     chunk.set_offset(offset);
     chunk.set_data(blob->substr(offset, length));
     chunk.set_total_size_bytes(blob->size());
-    chunk.set_chunk_sha256(sha256_hex(chunk.data()));
+    chunk.set_chunk_sha256(crypto::sha256_hex(chunk.data()));
     offset += length;
     chunk.set_last(offset == blob->size());
   } while (offset < blob->size());

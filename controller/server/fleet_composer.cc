@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "sha256.h"
+#include "crypto/sha256.h"
 
 namespace tenon::controller {
 namespace {
@@ -133,7 +133,7 @@ v1::Composition composition_to_proto(const Composition& composition, const std::
 std::string input_key(const std::string& app_name, const v1::AppSpec& app,
                       const v1::DeviceProfile& profile, const v1::Placement& placement,
                       const std::string& catalog_digest, bool build) {
-  Sha256 hash;
+  crypto::Sha256 hash;
   hash.add_field("tenon.fleet-composition.v1");
   hash.add_field(catalog_digest);
   hash.add_field(app_name);

@@ -4,10 +4,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "crypto/sha256.h"
 #include "proto_time.h"
 #include "random_ids.h"
 #include "reported_state.h"
-#include "sha256.h"
 
 namespace tenon::controller {
 
@@ -121,12 +121,12 @@ void MigrationOrchestrator::on_snapshot_upload(const std::string& device,
       migration.snapshot.size() + chunk.data().size() > kMaxSnapshotBytes) {
     return reject("larger than the 1 GiB limit");
   }
-  if (!chunk.chunk_sha256().empty() && chunk.chunk_sha256() != sha256_hex(chunk.data())) {
+  if (!chunk.chunk_sha256().empty() && chunk.chunk_sha256() != crypto::sha256_hex(chunk.data())) {
     return reject(absl::StrCat("chunk at offset ", chunk.offset(), " does not match its sha256"));
   }
   migration.snapshot.append(chunk.data());
   if (!chunk.last()) return;
-  const std::string digest = "sha256:" + sha256_hex(migration.snapshot);
+  const std::string digest = "sha256:" + crypto::sha256_hex(migration.snapshot);
   if (digest != chunk.digest()) {
     return reject(absl::StrCat("the snapshot hashes to ", digest, ", not ", chunk.digest()));
   }

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "controller.h"
+#include "crypto/sha256.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "migration_policy.h"
@@ -14,7 +15,6 @@
 #include "proto_time.h"
 #include "random_ids.h"
 #include "request_limits.h"
-#include "sha256.h"
 #include "validate.h"
 
 namespace tenon::controller {
@@ -319,7 +319,7 @@ absl::StatusOr<v1::CreateBootstrapTokenResponse> Controller::create_bootstrap_to
   if (absl::Status valid = check_object(probe); !valid.ok()) return valid;
   const std::string secret = absl::StrCat("tenon-bootstrap-", random_hex(24));
   BootstrapTokenRecord record;
-  record.token_hash = sha256_hex(secret);
+  record.token_hash = crypto::sha256_hex(secret);
   record.device_name = request.device_name();
   record.uses_left = request.max_uses() == 0 ? 1 : request.max_uses();
   const absl::Time expire = absl::Now() + ttl;

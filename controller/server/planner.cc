@@ -4,10 +4,10 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "crypto/sha256.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/message_differencer.h"
-#include "sha256.h"
 
 namespace tenon::controller {
 
@@ -142,7 +142,7 @@ bool selector_matches(const v1::LabelSelector& selector,
 
 std::string instance_name(const std::string& deployment, const std::string& device) {
   return absl::StrCat(deployment, "-",
-                      sha256_hex(absl::StrCat(deployment, "/", device)).substr(0, 12));
+                      crypto::sha256_hex(absl::StrCat(deployment, "/", device)).substr(0, 12));
 }
 
 bool is_enrolled(const v1::Device& device) {

@@ -12,13 +12,11 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "sha256.h"
+#include "crypto/sha256.h"
 
 namespace tenon::controller {
 namespace {
 
-constexpr std::string_view kDigestPrefix = "sha256:";
-constexpr size_t kHexDigits = 64;
 constexpr std::string_view kFilePrefix = "sha256-";
 constexpr std::string_view kIncomingPrefix = ".incoming-";
 
@@ -46,19 +44,8 @@ absl::Status fsync_directory(const std::string& directory) {
 BlobStore::BlobStore(std::string directory) : directory_(std::move(directory)) {}
 
 absl::Status BlobStore::check_digest(std::string_view digest) {
-  bool well_formed = digest.size() == kDigestPrefix.size() + kHexDigits &&
-                     digest.substr(0, kDigestPrefix.size()) == kDigestPrefix;
-  for (size_t i = kDigestPrefix.size(); well_formed && i < digest.size(); ++i) {
-    const char c = digest[i];
-    well_formed = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-  }
-  if (!well_formed) {
-    // Quoted with its length only up to a bound: the string may be anything a peer sent.
-    constexpr size_t kShown = 100;
-    const std::string shown(digest.substr(0, kShown));
-    return absl::InvalidArgumentError(absl::StrCat("malformed blob digest \"", shown,
-                                                   digest.size() > kShown ? "...\"" : "\"",
-                                                   ": expected sha256:<64 lowercase hex digits>"));
+  if (absl::StatusOr<std::string> hex = crypto::digest_hex(digest); !hex.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed blob ", hex.status().message()));
   }
   return absl::OkStatus();
 }
@@ -89,20 +76,20 @@ absl::StatusOr<BlobStore> BlobStore::open(const std::string& directory) {
 }
 
 std::string BlobStore::path(std::string_view digest) const {
-  if (!check_digest(digest).ok()) return std::string();
-  return absl::StrCat(directory_, "/", std::string(kFilePrefix),
-                      std::string(digest.substr(kDigestPrefix.size())));
+  absl::StatusOr<std::string> hex = crypto::digest_hex(digest);
+  if (!hex.ok()) return std::string();
+  return absl::StrCat(directory_, "/", std::string(kFilePrefix), *hex);
 }
 
 absl::StatusOr<std::string> BlobStore::put(std::string_view bytes) {
-  const std::string digest = absl::StrCat(std::string(kDigestPrefix), sha256_hex(bytes));
+  const std::string digest = crypto::sha256_digest(bytes);
   if (absl::Status status = write_atomically(path(digest), bytes); !status.ok()) return status;
   return digest;
 }
 
 absl::Status BlobStore::put_verified(std::string_view digest, std::string_view bytes) {
   if (absl::Status status = check_digest(digest); !status.ok()) return status;
-  const std::string actual = absl::StrCat(std::string(kDigestPrefix), sha256_hex(bytes));
+  const std::string actual = crypto::sha256_digest(bytes);
   if (actual != digest) {
     return absl::InvalidArgumentError(absl::StrCat(
         "blob digest mismatch: expected ", std::string(digest), ", the bytes are ", actual));
@@ -193,7 +180,7 @@ absl::StatusOr<std::string> BlobStore::read(std::string_view digest) const {
     if (count == 0) break;
     bytes.append(buffer, static_cast<size_t>(count));
   }
-  const std::string actual = absl::StrCat(std::string(kDigestPrefix), sha256_hex(bytes));
+  const std::string actual = crypto::sha256_digest(bytes);
   if (actual != digest) {
     return absl::DataLossError(
         absl::StrCat(file, ": the stored bytes hash to ", actual, ", not ", std::string(digest)));

@@ -1,10 +1,9 @@
-// Image resolution and digests; see image_source.h.
+// Image resolution; see image_source.h.
 #include "image_source.h"
 
 #include "guest_setup.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,9 +14,9 @@
 #include <cstring>
 #include <span>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "crypto/sha256.h"
 #include "elf_loader.h"
 #include "file_bytes.h"
 #include "memory_layout.h"
@@ -25,8 +24,6 @@
 
 namespace mortise {
 namespace {
-
-constexpr std::string_view kDigestPrefix = "sha256:";
 
 absl::StatusOr<std::string> read_image_file(const std::string& requested,
                                             const std::string& image_directory) {
@@ -68,32 +65,9 @@ absl::StatusOr<std::string> read_image_file(const std::string& requested,
 
 }  // namespace
 
-std::string sha256_digest(std::string_view bytes) {
-  unsigned char hash[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(bytes.data(), bytes.size(), hash, &length, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string digest(kDigestPrefix);
-  for (unsigned int i = 0; i < length; ++i) {
-    digest.push_back(kHex[hash[i] >> 4]);
-    digest.push_back(kHex[hash[i] & 0xf]);
-  }
-  return digest;
-}
-
-bool is_well_formed_digest(std::string_view digest) {
-  if (!digest.starts_with(kDigestPrefix) || digest.size() != kDigestPrefix.size() + 64) {
-    return false;
-  }
-  for (char c : digest.substr(kDigestPrefix.size())) {
-    if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'f')) return false;
-  }
-  return true;
-}
-
 absl::StatusOr<ResolvedImage> resolve_image(const tenon::v1::CreateVmRequest& request,
                                             const std::string& image_directory, EngineKind engine) {
-  if (!request.image_digest().empty() && !is_well_formed_digest(request.image_digest())) {
+  if (!request.image_digest().empty() && !tenon::crypto::digest_hex(request.image_digest()).ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("image_digest '", request.image_digest(),
                      "' is not \"sha256:\" and 64 lowercase hex digits"));
@@ -120,7 +94,7 @@ absl::StatusOr<ResolvedImage> resolve_image(const tenon::v1::CreateVmRequest& re
       return absl::InvalidArgumentError("neither image_path nor image_bytes is given");
   }
   ResolvedImage image;
-  image.digest = sha256_digest(bytes);
+  image.digest = tenon::crypto::sha256_digest(bytes);
   if (!request.image_digest().empty() && request.image_digest() != image.digest) {
     return absl::InvalidArgumentError(absl::StrCat("the image does not hash to image_digest ",
                                                    request.image_digest(), " but to ",

@@ -5,7 +5,6 @@
 
 #include <cstdint>
 #include <string>
-#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "engine.h"
@@ -31,9 +30,5 @@ struct ResolvedImage {
 // PERMISSION_DENIED, FAILED_PRECONDITION (guest ABI version, an image for another engine).
 absl::StatusOr<ResolvedImage> resolve_image(const tenon::v1::CreateVmRequest& request,
                                             const std::string& image_directory, EngineKind engine);
-
-std::string sha256_digest(std::string_view bytes);
-// "sha256:" followed by 64 lowercase hex digits.
-bool is_well_formed_digest(std::string_view digest);
 
 }  // namespace mortise

@@ -13,8 +13,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "crypto/sha256.h"
 #include "file_bytes.h"
-#include "image_source.h"
 #include "snapshot_format.h"
 #include "tenon/abi.h"
 
@@ -57,7 +57,8 @@ absl::StatusOr<std::string> resolve_snapshot_target(const std::string& path,
 absl::StatusOr<ResolvedSnapshot> read_snapshot(const tenon::v1::RestoreVmRequest& request,
                                                const std::string& snapshot_directory) {
   const std::string& path = request.path();
-  if (!request.expected_digest().empty() && !is_well_formed_digest(request.expected_digest())) {
+  if (!request.expected_digest().empty() &&
+      !tenon::crypto::digest_hex(request.expected_digest()).ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("expected_digest '", request.expected_digest(),
                      "' is not \"sha256:\" and 64 lowercase hex digits"));
@@ -97,7 +98,7 @@ absl::StatusOr<ResolvedSnapshot> read_snapshot(const tenon::v1::RestoreVmRequest
   }
   const std::string& bytes = *read;
   ResolvedSnapshot result;
-  result.digest = sha256_digest(bytes);
+  result.digest = tenon::crypto::sha256_digest(bytes);
   if (!request.expected_digest().empty() && request.expected_digest() != result.digest) {
     return absl::DataLossError(absl::StrCat("snapshot ", path, " does not hash to expected_digest ",
                                             request.expected_digest(), " but to ", result.digest));

@@ -6,7 +6,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "digest.h"
+#include "crypto/sha256.h"
 
 namespace tenon::agent::testing {
 
@@ -58,7 +58,7 @@ void FakeController::add_bootstrap_token(const std::string& token) {
 }
 
 std::string FakeController::add_image(const std::string& bytes) {
-  const std::string digest = sha256_digest(bytes);
+  const std::string digest = crypto::sha256_digest(bytes);
   std::lock_guard lock(mutex_);
   images_[digest] = bytes;
   return digest;
@@ -201,7 +201,7 @@ void FakeController::serve_image(Stream& stream, const AgentMessage& request) {
     chunk->set_data(bytes.substr(offset, chunk_bytes));
     chunk->set_total_size_bytes(bytes.size());
     chunk->set_last(offset + chunk_bytes >= bytes.size());
-    if (send_hash) chunk->set_chunk_sha256(sha256_hex(chunk->data()));
+    if (send_hash) chunk->set_chunk_sha256(crypto::sha256_hex(chunk->data()));
     if (index == corrupt) (*chunk->mutable_data())[0] ^= 0x5a;
     queue(stream, std::move(message));
   }

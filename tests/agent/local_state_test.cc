@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "digest.h"
+#include "crypto/sha256.h"
 #include "image_store.h"
 
 namespace tenon::agent {
@@ -56,7 +56,7 @@ TEST(LocalStateTest, EverythingSurvivesReopening) {
     exit.set_message("boom");
     record.last_exit = exit;
     ASSERT_TRUE((*state)->put_instance_record(record).ok());
-    ASSERT_TRUE((*state)->put_image(sha256_digest("x"), 1).ok());
+    ASSERT_TRUE((*state)->put_image(crypto::sha256_digest("x"), 1).ok());
   }
   struct stat info;
   ASSERT_EQ(stat(path.c_str(), &info), 0);
@@ -83,7 +83,7 @@ TEST(LocalStateTest, EverythingSurvivesReopening) {
   EXPECT_EQ(record.last_exit->message(), "boom");
   absl::StatusOr<std::map<std::string, uint64_t>> images = (*state)->images();
   ASSERT_TRUE(images.ok());
-  EXPECT_EQ(images->count(sha256_digest("x")), 1u);
+  EXPECT_EQ(images->count(crypto::sha256_digest("x")), 1u);
 
   ASSERT_TRUE((*state)->forget_identity().ok());
   identity = (*state)->identity();
@@ -111,7 +111,7 @@ tenon::v1::ImageChunk chunk(const std::string& digest, const std::string& blob, 
   result.set_data(blob.substr(offset, length));
   result.set_total_size_bytes(blob.size());
   result.set_last(offset + length >= blob.size());
-  result.set_chunk_sha256(sha256_hex(result.data()));
+  result.set_chunk_sha256(crypto::sha256_hex(result.data()));
   return result;
 }
 
@@ -120,7 +120,7 @@ TEST(ImageStoreTest, AssemblesVerifiesAndRereadsAnImage) {
   ImageStore store(directory.path() + "/images");
   ASSERT_TRUE(store.init().ok());
   const std::string blob(10000, 'x');
-  const std::string digest = sha256_digest(blob);
+  const std::string digest = crypto::sha256_digest(blob);
   for (size_t offset = 0; offset < blob.size(); offset += 4096) {
     absl::StatusOr<bool> added = store.add_chunk(chunk(digest, blob, offset, 4096));
     ASSERT_TRUE(added.ok()) << added.status();
@@ -140,7 +140,7 @@ TEST(ImageStoreTest, RejectsACorruptChunkAndDiscardsThePartialFile) {
   ImageStore store(directory.path() + "/images");
   ASSERT_TRUE(store.init().ok());
   const std::string blob(8192, 'y');
-  const std::string digest = sha256_digest(blob);
+  const std::string digest = crypto::sha256_digest(blob);
   ASSERT_TRUE(store.add_chunk(chunk(digest, blob, 0, 4096)).ok());
   tenon::v1::ImageChunk bad = chunk(digest, blob, 4096, 4096);
   (*bad.mutable_data())[10] ^= 1;
@@ -162,7 +162,7 @@ TEST(ImageStoreTest, RefusesOutOfOrderChunksAndHostileDigests) {
   ImageStore store(directory.path() + "/images");
   ASSERT_TRUE(store.init().ok());
   const std::string blob(8192, 'z');
-  const std::string digest = sha256_digest(blob);
+  const std::string digest = crypto::sha256_digest(blob);
   EXPECT_FALSE(store.add_chunk(chunk(digest, blob, 4096, 4096)).ok());
   tenon::v1::ImageChunk hostile = chunk(digest, blob, 0, 4096);
   hostile.set_digest("sha256:../../../../etc/passwd");

@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "digest.h"
+#include "crypto/sha256.h"
 
 namespace tenon::agent {
 namespace {
@@ -12,8 +12,8 @@ using tenon::v1::DesiredInstance;
 using tenon::v1::DesiredState;
 using tenon::v1::Vm;
 
-const std::string kImage = sha256_digest("image one");
-const std::string kOtherImage = sha256_digest("image two");
+const std::string kImage = crypto::sha256_digest("image one");
+const std::string kOtherImage = crypto::sha256_digest("image two");
 const absl::Time kNow = absl::FromUnixSeconds(1700000000);
 
 DesiredInstance instance(const std::string& name, const std::string& uid,

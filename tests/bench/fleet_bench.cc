@@ -32,9 +32,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "bench_report.h"
+#include "crypto/sha256.h"
 #include "flags/duration_flag.h"
 #include "nlohmann/json.hpp"
-#include "sha256.h"
 #include "tenon/v1/agent.grpc.pb.h"
 #include "tenon/v1/fleet.grpc.pb.h"
 
@@ -223,7 +223,7 @@ class SimulatedAgent final
         if (chunk.digest() != wanted_digest_ || chunk.offset() != image_.size()) break;
         image_ += chunk.data();
         if (!chunk.last()) break;
-        if ("sha256:" + tenon::controller::sha256_hex(image_) != chunk.digest()) {
+        if (tenon::crypto::sha256_digest(image_) != chunk.digest()) {
           std::cerr << "fleet_bench: " << name_ << ": image failed verification\n";
           break;
         }

@@ -2,15 +2,13 @@
 // section table, caps, checksum) is documented at the top of snapshot_format.h.
 #include "snapshot_format.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <bit>
 #include <cstring>
-#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "crypto/sha256.h"
 
 namespace mortise::snapshot {
 namespace {
@@ -82,40 +80,7 @@ const char* arch_name(uint32_t arch) {
   return "unknown";
 }
 
-// A running SHA-256; Clone() lets the writer finish the checksum and keep hashing the file.
-class Sha256 {
- public:
-  Sha256() : context_(EVP_MD_CTX_new(), EVP_MD_CTX_free) {
-    EVP_DigestInit_ex(context_.get(), EVP_sha256(), nullptr);
-  }
-  void update(std::span<const uint8_t> bytes) {
-    EVP_DigestUpdate(context_.get(), bytes.data(), bytes.size());
-  }
-  std::array<uint8_t, kChecksumBytes> finish() {
-    std::array<uint8_t, kChecksumBytes> hash{};
-    unsigned int length = 0;
-    EVP_DigestFinal_ex(context_.get(), hash.data(), &length);
-    return hash;
-  }
-  Sha256 copy() const {
-    Sha256 other;
-    EVP_MD_CTX_copy_ex(other.context_.get(), context_.get());
-    return other;
-  }
-
- private:
-  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> context_;
-};
-
-std::string hex_digest(const std::array<uint8_t, kChecksumBytes>& hash) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string digest = "sha256:";
-  for (uint8_t byte : hash) {
-    digest.push_back(kHex[byte >> 4]);
-    digest.push_back(kHex[byte & 0xf]);
-  }
-  return digest;
-}
+static_assert(kChecksumBytes == tenon::crypto::kSha256Bytes, "the checksum is a SHA-256");
 
 bool known_type(uint32_t type) { return type >= 1 && type <= kSectionTypeCount; }
 
@@ -315,12 +280,6 @@ const char* section_name(SectionType type) {
   return "unknown";
 }
 
-std::string sha256_digest(std::span<const uint8_t> bytes) {
-  Sha256 hash;
-  hash.update(bytes);
-  return hex_digest(hash.finish());
-}
-
 absl::Status set_text(std::span<char> field, const std::string& text) {
   if (text.size() >= field.size()) {
     return absl::InvalidArgumentError(
@@ -373,9 +332,9 @@ absl::StatusOr<Written> write_snapshot(const Contents& contents, const Sink& sin
   }
 
   // The small sections join the header in one write; the memory goes out as it is.
-  Sha256 hash;
+  tenon::crypto::Sha256 hash;
   auto emit = [&](std::span<const uint8_t> bytes) -> absl::Status {
-    hash.update(bytes);
+    hash.add(bytes);
     return sink(bytes);
   };
   for (const SectionData& section : contents.sections) {
@@ -398,12 +357,13 @@ absl::StatusOr<Written> write_snapshot(const Contents& contents, const Sink& sin
     // Unreachable: check_contents requires the memory section.
     return absl::InternalError("snapshot without guest memory");
   }
-  const std::array<uint8_t, kChecksumBytes> checksum = hash.copy().finish();
-  hash.update(checksum);
+  // The checksum ends the file, and the whole-file digest goes on to hash it too.
+  const tenon::crypto::Sha256Hash checksum = hash.peek();
+  hash.add(checksum);
   if (absl::Status status = sink(checksum); !status.ok()) return status;
   Written written;
   written.size_bytes = size;
-  written.digest = hex_digest(hash.finish());
+  written.digest = hash.digest();
   return written;
 }
 
@@ -453,9 +413,9 @@ absl::StatusOr<Snapshot> parse_snapshot(std::span<const uint8_t> file,
                                             " bytes beyond the ", file_size, " its header says"));
   }
   {
-    Sha256 hash;
-    hash.update(file.first(length - kChecksumBytes));
-    const std::array<uint8_t, kChecksumBytes> expected = hash.finish();
+    tenon::crypto::Sha256 hash;
+    hash.add(file.first(length - kChecksumBytes));
+    const tenon::crypto::Sha256Hash expected = hash.finish();
     if (std::memcmp(expected.data(), file.data() + length - kChecksumBytes, kChecksumBytes) != 0) {
       return absl::DataLossError("checksum mismatch: the file is corrupt");
     }

@@ -187,9 +187,6 @@ struct Snapshot {
 absl::StatusOr<Snapshot> parse_snapshot(std::span<const uint8_t> file,
                                         uint32_t expected_guest_abi_version);
 
-// "sha256:<hex>" of `bytes`.
-std::string sha256_digest(std::span<const uint8_t> bytes);
-
 // A NUL-padded copy of `text` for a Metadata field; INVALID_ARGUMENT when it does not fit or is
 // not printable ASCII.
 absl::Status set_text(std::span<char> field, const std::string& text);

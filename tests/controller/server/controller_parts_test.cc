@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
-#include "sha256.h"
+#include "crypto/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "migration_orchestrator.h"
@@ -477,7 +477,7 @@ TEST(MigrationOrchestratorTest, AVerifiedUploadAndARunningTargetCompleteTheMigra
   upload.mutable_chunk()->set_data(bytes);
   upload.mutable_chunk()->set_total_size_bytes(bytes.size());
   upload.mutable_chunk()->set_last(true);
-  upload.mutable_chunk()->set_digest("sha256:" + sha256_hex(bytes));
+  upload.mutable_chunk()->set_digest(crypto::sha256_digest(bytes));
   orchestrator.on_snapshot_upload("edge-1", upload);
   // The target reports the restored instance running once it was told to restore it.
   {
@@ -496,7 +496,7 @@ TEST(MigrationOrchestratorTest, AVerifiedUploadAndARunningTargetCompleteTheMigra
   ASSERT_TRUE(outcome.ok()) << outcome.status();
   EXPECT_EQ(outcome->report().snapshot_bytes(), bytes.size());
   absl::MutexLock lock(&script.mutex);
-  EXPECT_EQ(script.stored_digest, "sha256:" + sha256_hex(bytes));
+  EXPECT_EQ(script.stored_digest, crypto::sha256_digest(bytes));
   EXPECT_THAT(script.calls, ::testing::Contains("assign control-1 edge-2"));
 }
 

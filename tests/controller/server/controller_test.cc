@@ -19,12 +19,12 @@
 #include "absl/strings/str_cat.h"
 #include "api_metrics.h"
 #include "blob_store.h"
+#include "crypto/sha256.h"
 #include "fleet_composer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "open_store.h"
 #include "private_postgres.h"
-#include "sha256.h"
 #include "shell_command.h"
 #include "tenonctl_defaults.h"
 
@@ -536,12 +536,12 @@ TEST_P(ControllerTest, AgentGetsDesiredStateAndImageInVerifiedChunks) {
     if (!message.has_image_chunk()) continue;
     const v1::ImageChunk& chunk = message.image_chunk();
     EXPECT_EQ(chunk.offset(), image.size());
-    EXPECT_EQ(chunk.chunk_sha256(), sha256_hex(chunk.data()));
+    EXPECT_EQ(chunk.chunk_sha256(), crypto::sha256_hex(chunk.data()));
     image += chunk.data();
     last = chunk.last();
   }
   EXPECT_TRUE(last);
-  EXPECT_EQ("sha256:" + sha256_hex(image), instance.image_digest());
+  EXPECT_EQ(crypto::sha256_digest(image), instance.image_digest());
 
   // An image the device is not meant to run is not served.
   request.mutable_image_request()->set_digest("sha256:" + std::string(64, '0'));

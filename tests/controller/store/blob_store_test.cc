@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "crypto/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "sha256.h"
 #include "temporary_directory.h"
 
 namespace tenon::controller {
@@ -65,7 +65,7 @@ TEST(BlobStoreTest, BinaryAndEmptyBlobs) {
   for (int i = 0; i < 200000; ++i) binary.push_back(static_cast<char>(i * 7));
   absl::StatusOr<std::string> digest = store.put(binary);
   ASSERT_TRUE(digest.ok()) << digest.status();
-  EXPECT_EQ(*digest, "sha256:" + sha256_hex(binary));
+  EXPECT_EQ(*digest, crypto::sha256_digest(binary));
   EXPECT_EQ(*store.read(*digest), binary);
   EXPECT_EQ(*store.size(*digest), binary.size());
 
@@ -122,7 +122,7 @@ TEST(BlobStoreTest, MalformedDigestsAreRefusedBeforeAnyPathIsBuilt) {
 TEST(BlobStoreTest, PutVerifiedStoresMatchingBytesAndRefusesOthers) {
   TemporaryDirectory directory;
   BlobStore store = open_store(directory.path());
-  const std::string other_digest = "sha256:" + sha256_hex("goodbye");
+  const std::string other_digest = crypto::sha256_digest("goodbye");
   absl::Status mismatch = store.put_verified(other_digest, "hello");
   EXPECT_EQ(mismatch.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(mismatch.message(), HasSubstr(other_digest));

@@ -10,7 +10,10 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "crypto/sha256.h"
 
 namespace mortise::snapshot {
 namespace {
@@ -128,10 +131,10 @@ T get(const std::string& file, size_t at) {
 std::string rewritten(std::string file, const std::function<void(std::string&)>& change) {
   change(file);
   const size_t body = file.size() - kChecksumBytes;
-  const std::string digest = sha256_digest({reinterpret_cast<const uint8_t*>(file.data()), body});
-  for (size_t i = 0; i < kChecksumBytes; ++i) {
-    file[body + i] = static_cast<char>(std::stoi(digest.substr(7 + 2 * i, 2), nullptr, 16));
-  }
+  tenon::crypto::Sha256 hash;
+  hash.add(std::string_view(file).substr(0, body));
+  const tenon::crypto::Sha256Hash checksum = hash.finish();
+  std::memcpy(file.data() + body, checksum.data(), kChecksumBytes);
   return file;
 }
 
@@ -150,8 +153,7 @@ TEST(SnapshotFormat, RoundTripKeepsEveryByte) {
       });
   ASSERT_TRUE(written.ok()) << written.status();
   EXPECT_EQ(written->size_bytes, file.size());
-  EXPECT_EQ(written->digest,
-            sha256_digest({reinterpret_cast<const uint8_t*>(file.data()), file.size()}));
+  EXPECT_EQ(written->digest, tenon::crypto::sha256_digest(file));
 
   absl::StatusOr<Snapshot> parsed =
       parse_snapshot({reinterpret_cast<const uint8_t*>(file.data()), file.size()}, kAbi);
