@@ -112,7 +112,7 @@ bool ReportedState::record_status(const std::string& device,
   absl::MutexLock lock(&mutex_);
   auto found = instances_.find(update.instance_name());
   if (found == instances_.end()) return false;  // not an instance of this fleet (any more)
-  if (!found->second.device.empty() && found->second.device != device) return false;
+  if (found->second.device != device) return false;
   v1::InstanceStatus& status = found->second.status;
   if (status.observed_state() != update.state()) {
     *status.mutable_last_transition_time() =

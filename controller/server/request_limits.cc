@@ -9,23 +9,28 @@ namespace tenon::controller {
 
 absl::Status check_json_shape(std::string_view body) {
   std::vector<char> open;  // '[' or '{' of each enclosing container
-  bool in_string = false;
+  // The quote that opened the string we are in, or 0. The protobuf JSON parser also reads
+  // single-quoted strings, so brackets inside them are text, and a '"' inside one (or a '\''
+  // inside a double-quoted one) neither opens nor closes a string: seen otherwise, a body could
+  // hide nested arrays from this check.
+  char quote = 0;
   bool escaped = false;
   for (size_t at = 0; at < body.size(); ++at) {
     const char c = body[at];
-    if (in_string) {
+    if (quote != 0) {
       if (escaped) {
         escaped = false;
       } else if (c == '\\') {
         escaped = true;
-      } else if (c == '"') {
-        in_string = false;
+      } else if (c == quote) {
+        quote = 0;
       }
       continue;
     }
     switch (c) {
       case '"':
-        in_string = true;
+      case '\'':
+        quote = c;
         break;
       case '[':
       case '{':

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "crypto/sha256.h"
 #include "snapshot_format.h"
 #include "synthetic_snapshot.h"
 #include "tenon/abi.h"
@@ -36,7 +37,7 @@ std::vector<uint8_t> make_template(mortise::snapshot::Engine engine) {
 void fix_checksum(std::vector<uint8_t>& file) {
   if (file.size() < mortise::snapshot::kChecksumBytes) return;
   const size_t body = file.size() - mortise::snapshot::kChecksumBytes;
-  const std::string digest = mortise::snapshot::sha256_digest({file.data(), body});
+  const std::string digest = tenon::crypto::sha256_digest({file.data(), body});
   for (size_t i = 0; i < mortise::snapshot::kChecksumBytes; ++i) {
     file[body + i] =
         static_cast<uint8_t>(std::strtoul(digest.substr(7 + 2 * i, 2).c_str(), nullptr, 16));

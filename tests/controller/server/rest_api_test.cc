@@ -284,6 +284,23 @@ TEST_F(RestApiTest, ListsOfListsAndDeepNestingAreRefused) {
   EXPECT_THAT(text.body.value("message", ""), Not(HasSubstr("array inside")));
 }
 
+// Found by rest_json_fuzz: protobuf's JSON parser also takes single-quoted strings, and a '"'
+// inside one hid the brackets after it from the nesting check, so a list of lists got through.
+TEST_F(RestApiTest, SingleQuotedStringsDoNotHideAListOfLists) {
+  Reply hidden = call("POST", "/v1/apply",
+                      R"({"objects": [{"device": {"metadata": {"name": "edge-8", "uid": 'u"'}}},)"
+                      R"( [[{"device": {"metadata": {"name": "edge-9"}}}]],)"
+                      R"( {"device": {"metadata": {"name": "edge-10", "uid": 'v"'}}}]})");
+  EXPECT_EQ(hidden.http, 400) << hidden.body.dump();
+  EXPECT_THAT(hidden.body.value("message", ""), HasSubstr("an array inside an array"));
+  EXPECT_EQ(call("GET", "/v1/devices/edge-9").http, 404);
+  Reply quoted = call("POST", "/v1/apply",
+                      R"({'objects': [{'device': {'metadata': {'name': 'edge-7',)"
+                      R"( 'labels': {'site': 'lab[['}}}}]})");
+  EXPECT_THAT(quoted.body.dump(), Not(HasSubstr("an array inside an array")))
+      << "brackets inside a single-quoted string are text";
+}
+
 TEST_F(RestApiTest, TaskTimesThatWouldOverflowTheAnalysisAreRefused) {
   // period = wcet = 2^64 - 1 was once composed as SCHEDULABLE at a utilisation of ~1e-16.
   const std::string huge_task =
