@@ -35,6 +35,7 @@
 #include "crypto/sha256.h"
 #include "flags/duration_flag.h"
 #include "nlohmann/json.hpp"
+#include "simulated_devices.h"
 #include "tenon/v1/agent.grpc.pb.h"
 #include "tenon/v1/fleet.grpc.pb.h"
 
@@ -71,24 +72,10 @@ constexpr int kProfileKinds = 4;
 
 v1::DeviceProfile simulated_profile(int agent) {
   const int kind = agent % kProfileKinds;
-  const bool qemu = kind % 2 == 1;
-  v1::DeviceProfile profile;
-  profile.set_arch(v1::ARCH_X86_64);
-  profile.set_cores(2);
-  profile.set_realtime_cores(1);
-  profile.set_memory_bytes(1ull << 30);
-  profile.set_guest_memory_bytes(64ull << 20);
+  v1::DeviceProfile profile = tenon::test_support::simulated_device_profile(
+      kind % 2 == 1 ? tenon::test_support::SimulatedEngine::kQemu
+                    : tenon::test_support::SimulatedEngine::kKvm);
   profile.set_tsc_frequency_khz(kind < 2 ? 2'000'000 : 2'400'000);
-  const std::vector<const char*> features =
-      qemu ? std::vector<const char*>{"qemu", "xapic-mmio"}
-           : std::vector<const char*>{"disable-exits-hlt", "kvm", "tsc-deadline-timer", "x2apic"};
-  for (const char* feature : features) profile.add_hypervisor_features(feature);
-  for (const char* library : {"console", "hypercall", "kvm", "loader", "memory", "pagetable"}) {
-    profile.add_mortise_libraries(library);
-  }
-  if (qemu) profile.add_mortise_libraries("qemu");
-  profile.set_engine(qemu ? "qemu-tcg" : "kvm");
-  profile.set_guest_abi_version(1);
   profile.set_mortise_version("stand-in");
   profile.set_agent_version("fleet_bench simulated agent");
   return profile;
@@ -284,8 +271,8 @@ std::string http_get(const std::string& address, const std::string& path) {
   if (fd < 0) return "";
   std::string answer;
   if (connect(fd, reinterpret_cast<sockaddr*>(&peer), sizeof peer) == 0) {
-    const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: ", address,
-                                             "\r\n\r\n");
+    const std::string request =
+        absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: ", address, "\r\n\r\n");
     if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
       char buffer[1 << 16];
       ssize_t got;
@@ -450,8 +437,7 @@ nlohmann::json run_fleet(const std::string& controller_binary, int agents, int c
   for (auto& channel : pool) stubs.push_back(v1::AgentService::NewStub(channel));
   start = Clock::now();
   for (int i = 0; i < agents; ++i) {
-    fleet.push_back(
-        std::make_unique<SimulatedAgent>(i, credentials[i], &convergence));
+    fleet.push_back(std::make_unique<SimulatedAgent>(i, credentials[i], &convergence));
     fleet.back()->start(stubs[i % stubs.size()].get());
   }
   const bool connected = convergence.wait(
@@ -521,8 +507,8 @@ nlohmann::json run_fleet(const std::string& controller_binary, int agents, int c
       for (const std::string& digest : digests) running += convergence.running_by_image[digest];
       return running;
     };
-    const bool converged = convergence.wait(
-        [&] { return running_new() == static_cast<uint64_t>(agents); }, limit);
+    const bool converged =
+        convergence.wait([&] { return running_new() == static_cast<uint64_t>(agents); }, limit);
     phase["converge_seconds"] = seconds_since(applied);
     phase["converged"] = converged;
     phase["distinct_images"] = digests.size();

@@ -39,6 +39,7 @@
 #include "fleet_composer.h"
 #include "google/protobuf/stubs/logging.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "simulated_devices.h"
 #include "sqlite_store.h"
 #include "tenonctl_defaults.h"
 
@@ -89,24 +90,6 @@ class RecordingSession : public AgentSession {
   std::vector<v1::ControllerMessage> messages_;
   std::optional<absl::Status> closed_;
 };
-
-v1::DeviceProfile edge_profile() {
-  v1::DeviceProfile profile;
-  profile.set_arch(v1::ARCH_X86_64);
-  profile.set_cores(2);
-  profile.set_realtime_cores(1);
-  profile.set_memory_bytes(1ull << 30);
-  profile.set_guest_memory_bytes(64ull << 20);
-  profile.set_tsc_frequency_khz(2'000'000);
-  for (const char* feature : {"kvm", "tsc-deadline-timer", "x2apic", "disable-exits-hlt"}) {
-    profile.add_hypervisor_features(feature);
-  }
-  for (const char* library : {"console", "hypercall", "kvm", "loader", "memory", "pagetable"}) {
-    profile.add_mortise_libraries(library);
-  }
-  profile.set_guest_abi_version(1);
-  return profile;
-}
 
 std::vector<v1::Object> fleet_objects() {
   std::vector<v1::Object> objects;
@@ -165,7 +148,7 @@ std::string enroll(Controller& controller, const std::string& name) {
   v1::EnrollRequest request;
   request.set_bootstrap_token(token->token());
   request.set_device_name(name);
-  *request.mutable_profile() = edge_profile();
+  *request.mutable_profile() = tenon::test_support::simulated_device_profile();
   absl::StatusOr<v1::EnrollResponse> enrolled = controller.enroll(request);
   expect_ok(enrolled.status(), "enrolment");
   return enrolled->credential();
@@ -235,7 +218,7 @@ Fleet* make_fleet() {
   const std::string credential_b = enroll(c, kDeviceB);
 
   v1::Hello hello;
-  *hello.mutable_profile() = edge_profile();
+  *hello.mutable_profile() = tenon::test_support::simulated_device_profile();
   hello.set_device_name(kDeviceB);
   hello.set_credential(credential_b);
   fleet->session_b = std::make_shared<RecordingSession>();
@@ -390,7 +373,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           hello.set_device_name(kDeviceA);
           hello.set_credential(fleet.hello_a.credential());
         }
-        if (hello.has_profile()) *hello.mutable_profile() = edge_profile();
+        if (hello.has_profile())
+          *hello.mutable_profile() = tenon::test_support::simulated_device_profile();
         absl::Status opened;
         try {
           opened = c.open_session(session, hello);

@@ -26,6 +26,7 @@
 #include "open_store.h"
 #include "private_postgres.h"
 #include "shell_command.h"
+#include "simulated_devices.h"
 #include "tenonctl_defaults.h"
 
 namespace tenon::controller {
@@ -52,24 +53,6 @@ class RecordingSession : public AgentSession {
   std::vector<v1::ControllerMessage> messages;
   std::optional<absl::Status> closed;
 };
-
-v1::DeviceProfile edge_profile() {
-  v1::DeviceProfile profile;
-  profile.set_arch(v1::ARCH_X86_64);
-  profile.set_cores(2);
-  profile.set_realtime_cores(1);
-  profile.set_memory_bytes(1ull << 30);
-  profile.set_guest_memory_bytes(64ull << 20);
-  profile.set_tsc_frequency_khz(2'000'000);
-  for (const char* feature : {"kvm", "tsc-deadline-timer", "x2apic", "disable-exits-hlt"}) {
-    profile.add_hypervisor_features(feature);
-  }
-  for (const char* library : {"console", "hypercall", "kvm", "loader", "memory", "pagetable"}) {
-    profile.add_mortise_libraries(library);
-  }
-  profile.set_guest_abi_version(1);
-  return profile;
-}
 
 v1::Object device(const std::string& name, const std::string& site) {
   v1::Object object;
@@ -190,7 +173,7 @@ class ControllerFixture : public ::testing::Test {
     v1::EnrollRequest request;
     request.set_bootstrap_token(token->token());
     request.set_device_name(name);
-    *request.mutable_profile() = edge_profile();
+    *request.mutable_profile() = test_support::simulated_device_profile();
     auto response = controller_->enroll(request);
     EXPECT_TRUE(response.ok()) << response.status();
     return response.ok() ? response->credential() : "";
@@ -203,7 +186,7 @@ class ControllerFixture : public ::testing::Test {
     hello.set_device_name(name);
     hello.set_credential(credential);
     hello.set_acknowledged_desired_state_version(acknowledged);
-    *hello.mutable_profile() = edge_profile();
+    *hello.mutable_profile() = test_support::simulated_device_profile();
     absl::Status opened = controller_->open_session(session, hello);
     EXPECT_TRUE(opened.ok()) << opened;
     return session;
@@ -395,7 +378,7 @@ TEST_P(ControllerTest, EnrolmentChecksTokens) {
   v1::EnrollRequest request;
   request.set_bootstrap_token("not-a-token");
   request.set_device_name("edge-1");
-  *request.mutable_profile() = edge_profile();
+  *request.mutable_profile() = test_support::simulated_device_profile();
   EXPECT_TRUE(absl::IsUnauthenticated(controller_->enroll(request).status()));
 
   v1::CreateBootstrapTokenRequest bound;
@@ -463,14 +446,14 @@ TEST_P(ControllerTest, ASilentAgentIsDisconnectedAfterThreePingIntervals) {
   v1::EnrollRequest enroll;
   enroll.set_bootstrap_token(token->token());
   enroll.set_device_name("edge-1");
-  *enroll.mutable_profile() = edge_profile();
+  *enroll.mutable_profile() = test_support::simulated_device_profile();
   auto enrolled = controller_->enroll(enroll);
   ASSERT_TRUE(enrolled.ok()) << enrolled.status();
   auto session = std::make_shared<RecordingSession>();
   v1::Hello hello;
   hello.set_device_name("edge-1");
   hello.set_credential(enrolled->credential());
-  *hello.mutable_profile() = edge_profile();
+  *hello.mutable_profile() = test_support::simulated_device_profile();
   ASSERT_TRUE(controller_->open_session(session, hello).ok());
   auto connection = [&] {
     v1::GetRequest get;
