@@ -148,6 +148,11 @@ class Controller {
   // deployments cannot run on a device it selects.
   absl::Status replan(StoreTransaction& tx, const std::set<std::string>& only,
                       ReplanOutcome* outcome, const std::set<std::string>* must_place = nullptr);
+  // Fields the API accepts that nothing acts on yet are refused with the reason, rather than
+  // stored and ignored: staged rollouts, the latency composition policy, SOFT and BEST_EFFORT
+  // tasks (the analysis treats every task as HARD). UNIMPLEMENTED naming the field.
+  static absl::Status check_acted_on(const tenon::v1::Object& object);
+  static absl::Status check_acted_on(const tenon::v1::AppSpec& app, const std::string& where);
   static absl::Status check_placed(const std::string& device, const DevicePlan& plan,
                                    const std::set<std::string>& must_place);
   // After the commit: memory follows the store, and the new desired states are queued for the

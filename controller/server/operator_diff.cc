@@ -22,6 +22,7 @@ bool same_message(const google::protobuf::Message& a, const google::protobuf::Me
 absl::StatusOr<v1::DiffResponse> Controller::diff(const v1::DiffRequest& request) {
   for (const v1::Object& object : request.objects()) {
     if (absl::Status valid = check_object(object); !valid.ok()) return valid;
+    if (absl::Status acted = check_acted_on(object); !acted.ok()) return acted;
   }
   v1::DiffResponse response;
   absl::Status status = store_->transact([&](StoreTransaction& tx) -> absl::Status {

@@ -25,6 +25,7 @@ absl::StatusOr<v1::ApplyResponse> Controller::apply(const v1::ApplyRequest& requ
   std::set<std::pair<int, std::string>> seen;
   for (const v1::Object& object : request.objects()) {
     if (absl::Status valid = check_object(object); !valid.ok()) return valid;
+    if (absl::Status acted = check_acted_on(object); !acted.ok()) return acted;
     const v1::ObjectKind kind = object_kind(object);
     if (kind != v1::OBJECT_KIND_DEVICE && kind != v1::OBJECT_KIND_APP &&
         kind != v1::OBJECT_KIND_DEPLOYMENT) {
@@ -171,6 +172,42 @@ absl::StatusOr<v1::ApplyResponse> Controller::apply(const v1::ApplyRequest& requ
   return response;
 }
 
+absl::Status Controller::check_acted_on(const v1::AppSpec& app, const std::string& where) {
+  for (int i = 0; i < app.tasks_size(); ++i) {
+    const v1::Criticality criticality = app.tasks(i).criticality();
+    if (criticality == v1::CRITICALITY_SOFT || criticality == v1::CRITICALITY_BEST_EFFORT) {
+      return absl::UnimplementedError(absl::StrCat(
+          where, ".tasks[", i, "].criticality: ", v1::Criticality_Name(criticality),
+          " is not acted on yet (the schedulability analysis treats every task as HARD); "
+          "leave it unset or HARD"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Controller::check_acted_on(const v1::Object& object) {
+  if (object.has_app()) {
+    return check_acted_on(object.app().spec(),
+                          absl::StrCat("App ", object.app().metadata().name(), ": spec"));
+  }
+  if (!object.has_deployment()) return absl::OkStatus();
+  const v1::DeploymentSpec& spec = object.deployment().spec();
+  const std::string where = absl::StrCat("Deployment ", object.deployment().metadata().name());
+  if (spec.has_rollout() && spec.rollout().ByteSizeLong() > 0) {
+    return absl::UnimplementedError(absl::StrCat(
+        where,
+        ": spec.rollout: staged rollouts (waves, bake time, health gate, rollback) are not "
+        "acted on yet; without it a change reaches every selected device at once"));
+  }
+  if (spec.composition_policy() == v1::COMPOSITION_POLICY_MINIMISE_LATENCY) {
+    return absl::UnimplementedError(
+        absl::StrCat(where,
+                     ": spec.composition_policy: MINIMISE_LATENCY is not acted on yet; the "
+                     "composition engine minimises footprint (leave it unset)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::DeleteResponse> Controller::remove(const v1::DeleteRequest& request) {
   if (request.kind() == v1::OBJECT_KIND_INSTANCE || request.kind() == v1::OBJECT_KIND_COMPOSITION) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -261,6 +298,9 @@ absl::StatusOr<v1::ComposeResponse> Controller::compose(const v1::ComposeRequest
         if (std::optional<ValidationError> problem = validate_app_spec(request.app_spec())) {
           return absl::InvalidArgumentError(
               absl::StrCat("app_spec: ", problem->path, ": ", problem->message));
+        }
+        if (absl::Status acted = check_acted_on(request.app_spec(), "app_spec"); !acted.ok()) {
+          return acted;
         }
         app = request.app_spec();
         break;

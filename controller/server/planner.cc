@@ -214,6 +214,14 @@ DevicePlan plan_device(const PlannerInputs& inputs, const v1::Device& device,
         continue;
       }
     }
+    if (device.spec().cordoned()) {
+      // Cordoned: it keeps what it runs, as it is, and receives nothing new (DeviceSpec).
+      if (pins != nullptr) {
+        auto kept = pins->find(own_name);
+        if (kept != pins->end()) plan.instances.push_back(planned_from_spec(inputs, kept->second));
+      }
+      continue;
+    }
     absl::StatusOr<PlannedInstance> planned = compose_for(inputs, name, deployment, device);
     if (!planned.ok()) {
       plan.errors[name] = std::string(planned.status().message());

@@ -313,6 +313,25 @@ TEST(PlannerTest, AMigratedInstanceStaysWhereItWentAndItsSourceHoldsItPausedMean
                   .instances.empty());
 }
 
+TEST(PlannerTest, ACordonedDeviceKeepsWhatItRunsAndReceivesNothingNew) {
+  PlannerFixture fleet;
+  fleet.deploy("control", "control", "lab");
+  fleet.deploy("added", "other", "lab");  // selects the device, which does not run it yet
+  v1::Device device = enrolled_device("edge-1", "lab");
+  device.mutable_spec()->set_cordoned(true);
+  const std::string name = instance_name("control", "edge-1");
+  std::map<std::string, v1::Instance> stored;
+  stored[name] = instance_object(name, "control", "edge-1").instance();
+  stored[name].mutable_spec()->set_image_digest("sha256:old");
+  const ExistingInstances existing = index_existing(stored, fleet.migrations);
+  DevicePlan plan = plan_device(fleet.inputs(), device, &existing, nullptr);
+  ASSERT_EQ(plan.instances.size(), 1u) << "no instance of the added deployment";
+  EXPECT_EQ(plan.instances[0].desired.name(), name);
+  EXPECT_EQ(plan.instances[0].desired.image_digest(), "sha256:old") << "not updated";
+  EXPECT_TRUE(plan.errors.empty());
+  EXPECT_EQ(fleet.composed, 0);
+}
+
 TEST(PlannerTest, SetBasedSelectorsSelectAsKubectlDoes) {
   v1::LabelSelector selector;
   v1::LabelExpression* in = selector.add_match_expressions();

@@ -336,6 +336,23 @@ TEST_F(SqliteControllerTest, ARefusedWriteLeavesTheCacheAsTheStoreIs) {
   EXPECT_EQ(devices->resource_version(), before);
 }
 
+// Fields nothing acts on yet are refused with the reason instead of stored and ignored.
+TEST_P(ControllerTest, FieldsNothingActsOnAreRefusedAtApplyNamingTheField) {
+  v1::Object staged = deployment("control", "control", "lab");
+  staged.mutable_deployment()->mutable_spec()->mutable_rollout()->set_wave_size(2);
+  absl::StatusOr<v1::ApplyResponse> refused = apply({control_loop_app(), staged});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(refused.status().message(), HasSubstr("spec.rollout"));
+  v1::Object soft = control_loop_app();
+  soft.mutable_app()->mutable_spec()->mutable_tasks(2)->set_criticality(v1::CRITICALITY_SOFT);
+  refused = apply({soft});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(refused.status().message(), HasSubstr("tasks[2].criticality"));
+  v1::ListRequest list;
+  list.set_kind(v1::OBJECT_KIND_APP);
+  EXPECT_EQ(controller_->list(list)->objects_size(), 0) << "nothing was stored";
+}
+
 TEST_P(ControllerTest, StaleGenerationIsAbortedAndNothingStored) {
   ASSERT_TRUE(apply({control_loop_app()}).ok());
   v1::Object stale = control_loop_app(30'000);
