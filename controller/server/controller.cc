@@ -128,9 +128,8 @@ absl::Status Controller::check_placed(const std::string& device, const DevicePla
                                       const std::set<std::string>& must_place) {
   for (const auto& [deployment, error] : plan.errors) {
     if (must_place.contains(deployment)) {
-      return absl::FailedPreconditionError(absl::StrCat("Deployment ", deployment,
-                                                        " cannot run on device ", device, ": ",
-                                                        error));
+      return absl::FailedPreconditionError(
+          absl::StrCat("Deployment ", deployment, " cannot run on device ", device, ": ", error));
     }
   }
   return absl::OkStatus();

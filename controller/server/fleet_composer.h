@@ -30,7 +30,7 @@ struct ComposedApp {
   // Image fields set when built. Shared: a fleet's devices share few compositions, and each
   // device's plan refers to its one without copying it.
   std::shared_ptr<const tenon::v1::Composition> composition;
-  uint64_t memory_bytes = 0;           // the placement's memory, resolved against the plan
+  uint64_t memory_bytes = 0;  // the placement's memory, resolved against the plan
 };
 
 class FleetComposer {

@@ -114,6 +114,33 @@ absl::StatusOr<WatchBatch> FleetReader::watch(const v1::WatchRequest& request,
   return batch;
 }
 
+std::vector<FleetReader::Observed> FleetReader::observe(
+    const std::vector<CachedObject>& instances) const {
+  std::vector<std::string> names, devices;
+  names.reserve(instances.size());
+  devices.reserve(instances.size());
+  for (const CachedObject& object : instances) {
+    names.push_back(object->instance().metadata().name());
+    devices.push_back(object->instance().spec().device());
+  }
+  // What the agents reported, and which devices are connected: each part's lock taken once.
+  std::vector<std::optional<ReportedState::Summary>> reported = reported_->summaries(names);
+  const std::vector<bool> connected = sessions_->connected(devices);
+  std::vector<Observed> observed(instances.size());
+  for (size_t i = 0; i < instances.size(); ++i) {
+    const v1::InstanceStatus& stored = instances[i]->instance().status();
+    if (reported[i].has_value()) {
+      observed[i].state = reported[i]->state;
+      observed[i].image_digest = std::move(reported[i]->image_digest);
+    } else {
+      observed[i].state = stored.observed_state();
+      observed[i].image_digest = stored.image_digest();
+    }
+    if (!connected[i]) observed[i].state = v1::INSTANCE_STATE_UNKNOWN;
+  }
+  return observed;
+}
+
 ControllerSnapshot FleetReader::snapshot() const {
   ControllerSnapshot snapshot;
   // Counted without copying objects, each part's lock taken once per scrape.
@@ -134,23 +161,12 @@ ControllerSnapshot FleetReader::snapshot() const {
           .devices_by_state[lowercase_suffix(v1::ConnectionState_Name(state), "CONNECTION_STATE_")];
   }
   const std::vector<CachedObject> instances = cache_->all(v1::OBJECT_KIND_INSTANCE);
-  std::vector<std::string> names, hosts;
-  names.reserve(instances.size());
-  hosts.reserve(instances.size());
-  for (const CachedObject& object : instances) {
-    names.push_back(object->instance().metadata().name());
-    hosts.push_back(object->instance().spec().device());
-  }
-  const std::vector<std::optional<ReportedState::Summary>> reported = reported_->summaries(names);
-  const std::vector<bool> hosts_connected = sessions_->connected(hosts);
+  const std::vector<Observed> observed = observe(instances);
   for (size_t i = 0; i < instances.size(); ++i) {
-    v1::InstanceState state = reported[i].has_value()
-                                  ? reported[i]->state
-                                  : instances[i]->instance().status().observed_state();
-    if (!hosts_connected[i]) state = v1::INSTANCE_STATE_UNKNOWN;
-    ++snapshot
-          .instances_by_state[lowercase_suffix(v1::InstanceState_Name(state), "INSTANCE_STATE_")];
-    snapshot.instance_devices.emplace(names[i], hosts[i]);
+    const v1::Instance& instance = instances[i]->instance();
+    ++snapshot.instances_by_state[lowercase_suffix(v1::InstanceState_Name(observed[i].state),
+                                                   "INSTANCE_STATE_")];
+    snapshot.instance_devices.emplace(instance.metadata().name(), instance.spec().device());
   }
   snapshot.telemetry = reported_->telemetry();
   return snapshot;
@@ -231,6 +247,12 @@ void FleetReader::fill_deployment_status(v1::Deployment* deployment) const {
   *deployment->mutable_status() = key.status;
   absl::MutexLock lock(&rollups_mutex_);
   rollups_[name] = std::move(key);
+  // Roll-ups of deleted deployments go when they would outnumber the living ones.
+  if (rollups_.size() > 2 * cache_->count(v1::OBJECT_KIND_DEPLOYMENT) + 8) {
+    std::erase_if(rollups_, [&](const auto& entry) {
+      return cache_->get(v1::OBJECT_KIND_DEPLOYMENT, entry.first) == nullptr;
+    });
+  }
 }
 
 v1::DeploymentStatus FleetReader::roll_up(const v1::Deployment& deployment_object) const {
@@ -245,31 +267,15 @@ v1::DeploymentStatus FleetReader::roll_up(const v1::Deployment& deployment_objec
   status->set_matched_devices(matched);
   std::set<std::string> compositions;
   uint32_t running = 0, updated = 0, failed = 0;
-  // Rolled up without copying instances: what the agents reported, in one lock.
   const std::vector<CachedObject> instances = cache_->instances_of(name);
-  std::vector<std::string> names;
-  std::vector<std::string> devices;
-  names.reserve(instances.size());
-  devices.reserve(instances.size());
-  for (const CachedObject& object : instances) {
-    names.push_back(object->instance().metadata().name());
-    devices.push_back(object->instance().spec().device());
-  }
-  const std::vector<std::optional<ReportedState::Summary>> reported = reported_->summaries(names);
-  const std::vector<bool> connected = sessions_->connected(devices);
+  const std::vector<Observed> observed = observe(instances);
   for (size_t i = 0; i < instances.size(); ++i) {
     const v1::Instance& instance = instances[i]->instance();
     compositions.insert(instance.spec().composition());
-    v1::InstanceState state = instance.status().observed_state();
-    const std::string* image = &instance.status().image_digest();
-    if (reported[i].has_value()) {
-      state = reported[i]->state;
-      image = &reported[i]->image_digest;
-    }
-    if (!connected[i]) state = v1::INSTANCE_STATE_UNKNOWN;
+    const v1::InstanceState state = observed[i].state;
     if (state == v1::INSTANCE_STATE_RUNNING) ++running;
     if (state == v1::INSTANCE_STATE_FAULTED || state == v1::INSTANCE_STATE_CRASHED) ++failed;
-    if (*image == instance.spec().image_digest() &&
+    if (observed[i].image_digest == instance.spec().image_digest() &&
         instance.spec().deployment_generation() == deployment->metadata().generation()) {
       ++updated;
     }

@@ -68,6 +68,13 @@ class FleetReader {
  private:
   void fill_device_status(tenon::v1::Device* device) const;
   void fill_deployment_status(tenon::v1::Deployment* deployment) const;
+  // Each instance as operators see it: the state and image its agent reported (the stored ones
+  // before any report), Unknown while its device is disconnected.
+  struct Observed {
+    tenon::v1::InstanceState state = tenon::v1::INSTANCE_STATE_UNSPECIFIED;
+    std::string image_digest;
+  };
+  std::vector<Observed> observe(const std::vector<CachedObject>& instances) const;
 
   // What a roll-up was computed from, and the result.
   struct Rollup {

@@ -201,6 +201,18 @@ absl::StatusOr<v1::MigrateResponse> MigrationOrchestrator::drive(Migration& migr
   report.set_target_device(migration.target);
   const absl::Time started = absl::Now();
 
+  // Registered now, so on_disconnect sees this migration: a device that left between the
+  // caller's check and here is caught by this one.
+  for (const std::string* device : {&migration.source, &migration.target}) {
+    if (!actions_.connected(*device)) {
+      {
+        absl::MutexLock lock(&mutex_);
+        fail(migration, Cause::kDisconnected, absl::StrCat("device ", *device, " disconnected"));
+      }
+      return roll_back(migration, "snapshot");
+    }
+  }
+
   // 1. Hold the instance paused at the source and have the source snapshot and upload it.
   if (absl::Status held = actions_.replan_and_send({migration.source}); !held.ok()) {
     absl::MutexLock lock(&mutex_);

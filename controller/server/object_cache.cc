@@ -148,6 +148,11 @@ std::vector<CachedObject> ObjectCache::all(v1::ObjectKind kind) const {
   return objects;
 }
 
+size_t ObjectCache::count(v1::ObjectKind kind) const {
+  absl::ReaderMutexLock lock(&mutex_);
+  return objects_of(kind).size();
+}
+
 std::vector<CachedObject> ObjectCache::instances_of(const std::string& deployment) const {
   std::vector<CachedObject> instances;
   absl::ReaderMutexLock lock(&mutex_);

@@ -51,6 +51,7 @@ class ObjectCache {
                                  const std::function<bool(const tenon::v1::Object&)>& keep,
                                  bool* more, uint64_t* resource_version) const;
   std::vector<CachedObject> all(tenon::v1::ObjectKind kind) const;
+  size_t count(tenon::v1::ObjectKind kind) const;
   // Instances of one deployment (spec.deployment).
   std::vector<CachedObject> instances_of(const std::string& deployment) const;
   // How many Devices `match` accepts.

@@ -181,7 +181,6 @@ void SessionHub::add_image(const std::string& device, const std::string& digest)
 }
 
 std::vector<std::string> SessionHub::ping_all(absl::Time now, absl::Duration silence_limit) {
-  ++version_;
   std::vector<std::string> silent;
   for (Shard& shard : shards_) {
     std::vector<std::pair<std::string, std::shared_ptr<AgentSession>>> to_ping;
@@ -208,6 +207,7 @@ std::vector<std::string> SessionHub::ping_all(absl::Time now, absl::Duration sil
           "device ", name, " answered nothing for ",
           absl::FormatDuration(absl::Trunc(silences[i], absl::Milliseconds(1))), "; reconnect")));
       silent.push_back(name);
+      ++version_;
     }
     for (const auto& [name, session] : to_ping) {
       v1::ControllerMessage message;

@@ -39,6 +39,7 @@
 #include "fleet_composer.h"
 #include "google/protobuf/stubs/logging.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "recording_session.h"
 #include "simulated_devices.h"
 #include "sqlite_store.h"
 #include "tenonctl_defaults.h"
@@ -46,8 +47,8 @@
 namespace {
 
 namespace v1 = tenon::v1;
-using tenon::controller::AgentSession;
 using tenon::controller::Controller;
+using tenon::controller::RecordingSession;
 
 constexpr char kDeviceA[] = "edge-a";  // the fuzzed stream's device
 constexpr char kDeviceB[] = "edge-b";  // its neighbour, whose instance must stay untouched
@@ -60,36 +61,6 @@ constexpr char kDeviceB[] = "edge-b";  // its neighbour, whose instance must sta
 void expect_ok(const absl::Status& status, const char* what) {
   if (!status.ok()) fail(std::string(what) + ": " + status.ToString());
 }
-
-// An agent stream as the controller sees it, keeping what it was sent.
-class RecordingSession : public AgentSession {
- public:
-  void send(v1::ControllerMessage message) override {
-    std::lock_guard lock(mutex_);
-    messages_.push_back(std::move(message));
-  }
-  void close(const absl::Status& status) override {
-    std::lock_guard lock(mutex_);
-    closed_ = status;
-  }
-  std::vector<v1::ControllerMessage> take() {
-    std::lock_guard lock(mutex_);
-    return std::exchange(messages_, {});
-  }
-  size_t count() {
-    std::lock_guard lock(mutex_);
-    return messages_.size();
-  }
-  std::optional<absl::Status> closed() {
-    std::lock_guard lock(mutex_);
-    return closed_;
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<v1::ControllerMessage> messages_;
-  std::optional<absl::Status> closed_;
-};
 
 std::vector<v1::Object> fleet_objects() {
   std::vector<v1::Object> objects;

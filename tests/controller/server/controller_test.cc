@@ -25,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "open_store.h"
 #include "private_postgres.h"
+#include "recording_session.h"
 #include "shell_command.h"
 #include "simulated_devices.h"
 #include "tenonctl_defaults.h"
@@ -34,25 +35,6 @@ namespace {
 
 namespace v1 = tenon::v1;
 using ::testing::HasSubstr;
-
-class RecordingSession : public AgentSession {
- public:
-  void send(v1::ControllerMessage message) override {
-    std::lock_guard lock(mutex);
-    messages.push_back(std::move(message));
-  }
-  void close(const absl::Status& status) override {
-    std::lock_guard lock(mutex);
-    closed = status;
-  }
-  std::vector<v1::ControllerMessage> take() {
-    std::lock_guard lock(mutex);
-    return std::exchange(messages, {});
-  }
-  std::mutex mutex;
-  std::vector<v1::ControllerMessage> messages;
-  std::optional<absl::Status> closed;
-};
 
 v1::Object device(const std::string& name, const std::string& site) {
   v1::Object object;
@@ -488,13 +470,13 @@ TEST_P(ControllerTest, ASilentAgentIsDisconnectedAfterThreePingIntervals) {
     ASSERT_TRUE(controller_->handle("edge-1", session, ack).ok());
   }
   EXPECT_EQ(connection(), v1::CONNECTION_STATE_CONNECTED);
-  EXPECT_FALSE(session->closed.has_value());
+  EXPECT_FALSE(session->closed().has_value());
   // Silent (a stopped agent): disconnected once three intervals have passed.
   absl::SleepFor(absl::Milliseconds(350));
   controller_->ping_all();
-  ASSERT_TRUE(session->closed.has_value());
-  EXPECT_TRUE(absl::IsUnavailable(*session->closed)) << *session->closed;
-  EXPECT_THAT(session->closed->message(), HasSubstr("answered nothing"));
+  ASSERT_TRUE(session->closed().has_value());
+  EXPECT_TRUE(absl::IsUnavailable(*session->closed())) << *session->closed();
+  EXPECT_THAT(session->closed()->message(), HasSubstr("answered nothing"));
   EXPECT_EQ(connection(), v1::CONNECTION_STATE_DISCONNECTED);
 }
 
@@ -611,8 +593,8 @@ TEST_P(ControllerTest, NewerStreamSupersedesOlderAndReconnectGetsOnlyWhatIsStale
   std::optional<v1::DesiredState> desired = last_desired(sent(*first));
   ASSERT_TRUE(desired.has_value());
   auto second = connect("edge-1", credential, desired->version());
-  ASSERT_TRUE(first->closed.has_value());
-  EXPECT_TRUE(absl::IsAborted(*first->closed)) << *first->closed;
+  ASSERT_TRUE(first->closed().has_value());
+  EXPECT_TRUE(absl::IsAborted(*first->closed())) << *first->closed();
   EXPECT_FALSE(last_desired(sent(*second)).has_value())
       << "the agent acknowledged this version already";
   v1::AgentMessage late;
@@ -670,8 +652,8 @@ TEST_P(ControllerTest, DeleteRulesAndInstancesFollow) {
   remove.set_kind(v1::OBJECT_KIND_DEVICE);
   remove.set_name("edge-1");
   ASSERT_TRUE(controller_->remove(remove).ok());
-  ASSERT_TRUE(session->closed.has_value());
-  EXPECT_TRUE(absl::IsPermissionDenied(*session->closed));
+  ASSERT_TRUE(session->closed().has_value());
+  EXPECT_TRUE(absl::IsPermissionDenied(*session->closed()));
 }
 
 TEST_P(ControllerTest, StateSurvivesAReopenedStore) {
