@@ -21,6 +21,7 @@
 #include "crypto/sha256.h"
 #include "log.h"
 #include "profile.h"
+#include "time/proto_time.h"
 
 namespace tenon::agent {
 namespace {
@@ -60,16 +61,11 @@ void set_deadline(grpc::ClientContext& context, absl::Duration limit) {
                        std::chrono::milliseconds(absl::ToInt64Milliseconds(limit)));
 }
 
-google::protobuf::Timestamp timestamp_of(absl::Time time) {
-  google::protobuf::Timestamp timestamp;
-  const int64_t nanos = absl::ToUnixNanos(time);
-  timestamp.set_seconds(nanos / 1000000000);
-  timestamp.set_nanos(static_cast<int32_t>(nanos % 1000000000));
-  return timestamp;
-}
-
-absl::Duration duration_of(const google::protobuf::Duration& duration) {
-  return absl::Seconds(duration.seconds()) + absl::Nanoseconds(duration.nanos());
+// An interval the controller's Welcome names: kept when valid and positive; otherwise the
+// agent goes on with its own (zero here, which its users read as "not said").
+absl::Duration welcome_interval(const google::protobuf::Duration& duration) {
+  absl::StatusOr<absl::Duration> interval = tenon::time::from_proto(duration, "interval");
+  return interval.ok() && *interval > absl::ZeroDuration() ? *interval : absl::ZeroDuration();
 }
 
 std::string code_name(grpc::StatusCode code) {
@@ -413,7 +409,7 @@ Agent::SessionEnd Agent::run_session() {
     for (const auto& [name, status] : statuses_) {
       tenon::v1::InstanceStatusUpdate* update = hello->add_instances();
       *update = status;
-      *update->mutable_time() = timestamp_of(absl::Now());
+      *update->mutable_time() = tenon::time::to_proto(absl::Now());
     }
     // The controller learns these from Hello; later changes are sent as they happen.
     reported_ = statuses_;
@@ -421,7 +417,7 @@ Agent::SessionEnd Agent::run_session() {
     session_ = session;
   }
   *hello->mutable_profile() = make_profile(info ? &*info : nullptr);
-  *hello->mutable_agent_time() = timestamp_of(absl::Now());
+  *hello->mutable_agent_time() = tenon::time::to_proto(absl::Now());
 
   session->stream = stub->Connect(&session->context);
   SessionEnd end;
@@ -480,17 +476,16 @@ void Agent::handle(Session& session, const ControllerMessage& message) {
       session.welcomed = true;
       {
         std::lock_guard lock(mutex_);
-        if (welcome.has_telemetry_interval() &&
-            duration_of(welcome.telemetry_interval()) > absl::ZeroDuration()) {
-          controller_telemetry_interval_ = duration_of(welcome.telemetry_interval());
+        if (welcome_interval(welcome.telemetry_interval()) > absl::ZeroDuration()) {
+          controller_telemetry_interval_ = welcome_interval(welcome.telemetry_interval());
         }
-        ping_interval_ = duration_of(welcome.ping_interval());
+        ping_interval_ = welcome_interval(welcome.ping_interval());
         if (welcome.max_chunk_bytes() > 0) max_chunk_bytes_ = welcome.max_chunk_bytes();
       }
       log_line(absl::StrCat(
           "welcomed by controller ", welcome.controller_version(), ": telemetry every ",
-          absl::FormatDuration(duration_of(welcome.telemetry_interval())), ", ping every ",
-          absl::FormatDuration(duration_of(welcome.ping_interval()))));
+          absl::FormatDuration(welcome_interval(welcome.telemetry_interval())), ", ping every ",
+          absl::FormatDuration(welcome_interval(welcome.ping_interval()))));
       wake_reconcile();  // image requests wait for the Welcome
       break;
     }
@@ -696,7 +691,7 @@ void Agent::handle_snapshot(const tenon::v1::SnapshotCommand& command) {
   update->set_state(tenon::v1::INSTANCE_STATE_MIGRATING);
   update->set_message(
       absl::StrCat("snapshot for migration ", command.migration_id(), " failed: ", done.message()));
-  *update->mutable_time() = timestamp_of(absl::Now());
+  *update->mutable_time() = tenon::time::to_proto(absl::Now());
   send(std::move(message));
   AgentMessage failure;
   tenon::v1::SnapshotUpload* upload = failure.mutable_snapshot_upload();
@@ -934,7 +929,7 @@ void Agent::reconcile_once() {
   for (tenon::v1::InstanceStatusUpdate& status : changed) {
     AgentMessage message;
     *message.mutable_instance_status() = std::move(status);
-    *message.mutable_instance_status()->mutable_time() = timestamp_of(absl::Now());
+    *message.mutable_instance_status()->mutable_time() = tenon::time::to_proto(absl::Now());
     if (send(std::move(message)) == 0) {
       // The stream broke: Hello of the next session carries every status.
       break;

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "backoff.h"
 #include "crypto/sha256.h"
+#include "time/proto_time.h"
 
 namespace tenon::agent {
 namespace {
@@ -31,9 +32,6 @@ bool wants_paused(const DesiredInstance& desired) {
   return desired.state() == tenon::v1::DESIRED_INSTANCE_STATE_PAUSED;
 }
 
-absl::Time time_of(const google::protobuf::Timestamp& timestamp) {
-  return absl::FromUnixSeconds(timestamp.seconds()) + absl::Nanoseconds(timestamp.nanos());
-}
 
 bool valid_vm_name(const std::string& name) {
   if (name.empty() || name.size() > 63) return false;
@@ -252,8 +250,11 @@ std::vector<Action> plan(const PlanInput& input) {
             if (restart_wanted(desired.restart_policy(), vm)) {
               bool ran_long = false;
               if (vm.has_start_time() && vm.exit_reason().has_time()) {
-                ran_long = time_of(vm.exit_reason().time()) - time_of(vm.start_time()) >=
-                           input.healthy_run;
+                absl::StatusOr<absl::Time> started = time::from_proto(vm.start_time(), "start_time");
+                absl::StatusOr<absl::Time> ended =
+                    time::from_proto(vm.exit_reason().time(), "exit_reason.time");
+                // Times mortised cannot have written count as a short run.
+                ran_long = started.ok() && ended.ok() && *ended - *started >= input.healthy_run;
               }
               action.consecutive_failures = ran_long ? 0 : record->consecutive_failures;
               action.restart_at = input.now + capped_exponential(input.restart_backoff_base,

@@ -9,7 +9,7 @@ packages=(
   # hosted libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libsqlite3-dev libpq-dev libspdlog-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
-  libseccomp-dev libssl-dev libcpp-httplib-dev
+  libseccomp-dev libssl-dev
   # the QEMU engine (Mortise runs guests on QEMU where /dev/kvm is missing)
   qemu-system-x86 qemu-utils
   # tests and benchmarks (the B1 baseline boots Debian's PREEMPT_RT kernel from a busybox initramfs)

@@ -477,7 +477,8 @@ std::optional<google::protobuf::Duration> parse_duration(std::string_view text) 
     int64_t scale = unit->nanoseconds;
     for (char digit : fraction) {
       scale /= 10;
-      amount += (digit - '0') * scale;
+      // "9223372036.9s": the whole part fits, the fraction carries it past 64 bits.
+      if (__builtin_add_overflow(amount, (digit - '0') * scale, &amount)) return std::nullopt;
     }
     if (__builtin_add_overflow(total, amount, &total)) return std::nullopt;
   }

@@ -15,6 +15,7 @@
 #include "object_manifest.h"
 #include "object_meta.h"
 #include "render.h"  // json_to_yaml
+#include "time/proto_time.h"
 
 namespace tenon::controller {
 namespace {
@@ -30,14 +31,12 @@ const google::protobuf::Message& kind_message(const Object& object) {
   return object.GetReflection()->GetMessage(object, field);
 }
 
-absl::Time to_time(const google::protobuf::Timestamp& timestamp) {
-  return absl::FromUnixSeconds(timestamp.seconds()) + absl::Nanoseconds(timestamp.nanos());
-}
-
 std::string age_since(const google::protobuf::Timestamp& timestamp, absl::Time now,
                       const char* unset = "<unknown>") {
   if (timestamp.seconds() == 0 && timestamp.nanos() == 0) return unset;
-  return format_age(now - to_time(timestamp));
+  absl::StatusOr<absl::Time> time = tenon::time::from_proto(timestamp, "time");
+  if (!time.ok()) return "<invalid>";
+  return format_age(now - *time);
 }
 
 std::string label_text(const google::protobuf::Map<std::string, std::string>& labels) {
@@ -428,7 +427,9 @@ std::string describe_object(const Object& object) {
   absl::StrAppend(&out, "Generation:   ", meta.generation(), "\n");
   auto time_text = [](const google::protobuf::Timestamp& timestamp) {
     if (timestamp.seconds() == 0 && timestamp.nanos() == 0) return std::string(kNone);
-    return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", to_time(timestamp), absl::UTCTimeZone());
+    absl::StatusOr<absl::Time> time = tenon::time::from_proto(timestamp, "time");
+    if (!time.ok()) return std::string("<invalid>");
+    return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", *time, absl::UTCTimeZone());
   };
   absl::StrAppend(&out, "Created:      ", time_text(meta.create_time()), "\n");
   absl::StrAppend(&out, "Updated:      ", time_text(meta.update_time()), "\n");
@@ -445,9 +446,10 @@ std::string describe_object(const Object& object) {
   }
   if (latency_table_wanted) {
     const tenon::v1::LatencyTelemetry& latency = object.instance().status().latency();
+    const absl::StatusOr<absl::Duration> window =
+        tenon::time::from_proto(latency.window(), "window");
     absl::StrAppend(&out, "Latency (release latency, window ",
-                    absl::FormatDuration(absl::Seconds(latency.window().seconds()) +
-                                         absl::Nanoseconds(latency.window().nanos())),
+                    window.ok() ? absl::FormatDuration(*window) : std::string("<invalid>"),
                     ", updated ", time_text(latency.update_time()), "):\n");
     for (absl::string_view line : absl::StrSplit(latency_table(latency), '\n', absl::SkipEmpty())) {
       absl::StrAppend(&out, "  ", line, "\n");

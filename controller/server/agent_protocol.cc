@@ -10,7 +10,7 @@
 #include "crypto/sha256.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "object_meta.h"
-#include "proto_time.h"
+#include "time/proto_time.h"
 #include "random_ids.h"
 #include "validate.h"
 
@@ -72,8 +72,8 @@ absl::StatusOr<v1::EnrollResponse> Controller::enroll(const v1::EnrollRequest& r
       meta->set_name(name);
       meta->set_uid(new_uid());
       meta->set_generation(1);
-      *meta->mutable_create_time() = to_timestamp(now);
-      *meta->mutable_update_time() = to_timestamp(now);
+      *meta->mutable_create_time() = time::to_proto(now);
+      *meta->mutable_update_time() = time::to_proto(now);
     }
     v1::Device* device = object.mutable_device();
     for (const auto& [key, value] : record.labels) {
@@ -82,7 +82,7 @@ absl::StatusOr<v1::EnrollResponse> Controller::enroll(const v1::EnrollRequest& r
     v1::DeviceStatus* device_status = device->mutable_status();
     device_status->set_connection_state(v1::CONNECTION_STATE_DISCONNECTED);
     *device_status->mutable_profile() = request.profile();
-    *device_status->mutable_enroll_time() = to_timestamp(now);
+    *device_status->mutable_enroll_time() = time::to_proto(now);
     if (absl::Status put = tx.put_object(object); !put.ok()) return put;
     const std::string secret = absl::StrCat("tenon-device-", random_hex(32));
     DeviceCredentialRecord issued;
@@ -145,9 +145,9 @@ absl::Status Controller::open_session(const std::shared_ptr<AgentSession>& sessi
   }
   v1::ControllerMessage welcome;
   v1::Welcome* body = welcome.mutable_welcome();
-  *body->mutable_controller_time() = to_timestamp(absl::Now());
-  *body->mutable_ping_interval() = to_duration(config_.ping_interval);
-  *body->mutable_telemetry_interval() = to_duration(config_.telemetry_interval);
+  *body->mutable_controller_time() = time::to_proto(absl::Now());
+  *body->mutable_ping_interval() = time::to_proto(config_.ping_interval);
+  *body->mutable_telemetry_interval() = time::to_proto(config_.telemetry_interval);
   body->set_max_chunk_bytes(config_.max_chunk_bytes);
   body->set_controller_version(config_.version);
   session->send(std::move(welcome));

@@ -8,7 +8,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "google/protobuf/util/time_util.h"
 #include "object_meta.h"
-#include "proto_time.h"
+#include "time/proto_time.h"
 #include "random_ids.h"
 
 namespace tenon::controller {
@@ -217,7 +217,7 @@ absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string
         if (!google::protobuf::util::MessageDifferencer::Equals(instance->spec(), planned.spec)) {
           *instance->mutable_spec() = planned.spec;
           instance->mutable_metadata()->set_generation(instance->metadata().generation() + 1);
-          *instance->mutable_metadata()->mutable_update_time() = to_timestamp(now);
+          *instance->mutable_metadata()->mutable_update_time() = time::to_proto(now);
           if (absl::Status put = tx.put_object(object); !put.ok()) return put;
         }
       } else {
@@ -227,8 +227,8 @@ absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string
         meta->set_generation(found != existing.end() ? found->second.metadata().generation() + 1
                                                      : 1);
         *meta->mutable_create_time() =
-            found != existing.end() ? found->second.metadata().create_time() : to_timestamp(now);
-        *meta->mutable_update_time() = to_timestamp(now);
+            found != existing.end() ? found->second.metadata().create_time() : time::to_proto(now);
+        *meta->mutable_update_time() = time::to_proto(now);
         (*meta->mutable_labels())["deployment"] = planned.spec.deployment();
         (*meta->mutable_labels())["device"] = device_name;
         *instance->mutable_spec() = planned.spec;
@@ -237,7 +237,7 @@ absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string
           *instance->mutable_status() = *reported;
         } else {
           instance->mutable_status()->set_observed_state(v1::INSTANCE_STATE_PENDING);
-          *instance->mutable_status()->mutable_last_transition_time() = to_timestamp(now);
+          *instance->mutable_status()->mutable_last_transition_time() = time::to_proto(now);
         }
         if (absl::Status put = tx.put_object(object); !put.ok()) return put;
       }
@@ -257,8 +257,8 @@ absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string
           v1::ObjectMeta* meta = stored.mutable_composition()->mutable_metadata();
           meta->set_uid(new_uid());
           meta->set_generation(1);
-          *meta->mutable_create_time() = to_timestamp(now);
-          *meta->mutable_update_time() = to_timestamp(now);
+          *meta->mutable_create_time() = time::to_proto(now);
+          *meta->mutable_update_time() = time::to_proto(now);
           if (absl::Status put = tx.put_object(stored); !put.ok()) return put;
         }
       }
@@ -271,7 +271,7 @@ absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string
     absl::StatusOr<uint64_t> version = tx.next_counter("desired-state-version");
     if (!version.ok()) return version.status();
     desired.set_version(*version);
-    *desired.mutable_generate_time() = to_timestamp(now);
+    *desired.mutable_generate_time() = time::to_proto(now);
     if (absl::Status put = tx.put_desired_state(device_name, desired); !put.ok()) return put;
     v1::Object device_object;
     *device_object.mutable_device() = device;
@@ -385,7 +385,7 @@ absl::Status Controller::flush_reported_state() {
       if (!object->has_value()) continue;
       v1::DeviceStatus* status = (**object).mutable_device()->mutable_status();
       if (connection.last_seen != absl::InfinitePast()) {
-        *status->mutable_last_seen() = to_timestamp(connection.last_seen);
+        *status->mutable_last_seen() = time::to_proto(connection.last_seen);
       }
       status->set_acknowledged_desired_state_version(connection.acknowledged_version);
       if (absl::Status put = tx.put_object(**object); !put.ok()) return put;

@@ -10,7 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "object_meta.h"
 #include "planner.h"
-#include "proto_time.h"
+#include "time/proto_time.h"
 
 namespace tenon::controller {
 
@@ -198,7 +198,7 @@ void FleetReader::fill_device_status(v1::Device* device) const {
   if (std::optional<DeviceConnection> connection =
           sessions_->connection(device->metadata().name())) {
     if (connection->last_seen != absl::InfinitePast()) {
-      *status->mutable_last_seen() = to_timestamp(connection->last_seen);
+      *status->mutable_last_seen() = time::to_proto(connection->last_seen);
     }
     status->set_acknowledged_desired_state_version(connection->acknowledged_version);
     if (connection->connected) {
@@ -299,7 +299,7 @@ v1::DeploymentStatus FleetReader::roll_up(const v1::Deployment& deployment_objec
                           ? absl::StrFormat("%d of %d matched devices run the current generation",
                                             std::min(running, updated), matched)
                           : absl::StrJoin(problems, "; "));
-  *status->mutable_update_time() = to_timestamp(absl::Now());
+  *status->mutable_update_time() = time::to_proto(absl::Now());
   return rolled_up;
 }
 

@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "crypto/sha256.h"
-#include "proto_time.h"
+#include "time/proto_time.h"
 #include "random_ids.h"
 #include "reported_state.h"
 
@@ -242,7 +242,7 @@ absl::StatusOr<v1::MigrateResponse> MigrationOrchestrator::drive(Migration& migr
     return roll_back(migration, "snapshot");
   }
   const absl::Time snapshotted = absl::Now();
-  *report.mutable_snapshot_time() = to_duration(snapshotted - started);
+  *report.mutable_snapshot_time() = time::to_proto(snapshotted - started);
   report.set_snapshot_bytes(snapshot.size());
   report.set_snapshot_digest(migration.snapshot_digest);
   snapshot.clear();
@@ -263,9 +263,9 @@ absl::StatusOr<v1::MigrateResponse> MigrationOrchestrator::drive(Migration& migr
     return roll_back(migration, "restore");
   }
   const absl::Time resumed = absl::Now();
-  *report.mutable_transfer_time() = to_duration(restore_requested - snapshotted);
-  *report.mutable_restore_time() = to_duration(resumed - restore_requested);
-  *report.mutable_downtime() = to_duration(resumed - started);
+  *report.mutable_transfer_time() = time::to_proto(restore_requested - snapshotted);
+  *report.mutable_restore_time() = time::to_proto(resumed - restore_requested);
+  *report.mutable_downtime() = time::to_proto(resumed - started);
 
   // 3. Done: the source drops its paused copy, the target no longer needs the snapshot digest.
   {

@@ -12,9 +12,9 @@
 #include "migration_policy.h"
 #include "object_diff.h"
 #include "object_meta.h"
-#include "proto_time.h"
 #include "random_ids.h"
 #include "request_limits.h"
+#include "time/proto_time.h"
 #include "validate.h"
 
 namespace tenon::controller {
@@ -77,7 +77,7 @@ absl::StatusOr<v1::ApplyResponse> Controller::apply(const v1::ApplyRequest& requ
         *meta->mutable_create_time() = old_meta.create_time();
         meta->set_generation(old_meta.generation() + (action == v1::CHANGE_ACTION_UPDATE ? 1 : 0));
         *meta->mutable_update_time() =
-            action == v1::CHANGE_ACTION_UPDATE ? to_timestamp(now) : old_meta.update_time();
+            action == v1::CHANGE_ACTION_UPDATE ? time::to_proto(now) : old_meta.update_time();
         if (kind == v1::OBJECT_KIND_DEVICE) {
           *result.mutable_device()->mutable_status() = old.device().status();
         }
@@ -87,8 +87,8 @@ absl::StatusOr<v1::ApplyResponse> Controller::apply(const v1::ApplyRequest& requ
       } else {
         meta->set_uid(new_uid());
         meta->set_generation(1);
-        *meta->mutable_create_time() = to_timestamp(now);
-        *meta->mutable_update_time() = to_timestamp(now);
+        *meta->mutable_create_time() = time::to_proto(now);
+        *meta->mutable_update_time() = time::to_proto(now);
         if (kind == v1::OBJECT_KIND_DEVICE) {
           result.mutable_device()->clear_status();
           result.mutable_device()->mutable_status()->set_connection_state(
@@ -343,8 +343,9 @@ absl::StatusOr<v1::CreateBootstrapTokenResponse> Controller::create_bootstrap_to
     const v1::CreateBootstrapTokenRequest& request) {
   absl::Duration ttl = absl::Hours(1);
   if (request.has_ttl()) {
-    // From seconds and nanos as given: nanoseconds in 64 bits overflow past 292 years.
-    ttl = absl::Seconds(request.ttl().seconds()) + absl::Nanoseconds(request.ttl().nanos());
+    absl::StatusOr<absl::Duration> asked = time::from_proto(request.ttl(), "ttl");
+    if (!asked.ok()) return asked.status();
+    ttl = *asked;
     if (ttl < absl::Seconds(1) || ttl > kMaxBootstrapTokenTtl) {
       return absl::InvalidArgumentError(
           absl::StrCat("ttl must be between 1s and ", absl::FormatDuration(kMaxBootstrapTokenTtl),
@@ -382,7 +383,7 @@ absl::StatusOr<v1::CreateBootstrapTokenResponse> Controller::create_bootstrap_to
   if (!status.ok()) return status;
   v1::CreateBootstrapTokenResponse response;
   response.set_token(secret);
-  *response.mutable_expire_time() = to_timestamp(expire);
+  *response.mutable_expire_time() = time::to_proto(expire);
   return response;
 }
 

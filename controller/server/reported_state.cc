@@ -4,7 +4,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "proto_time.h"
+#include "time/proto_time.h"
 
 namespace tenon::controller {
 
@@ -54,7 +54,7 @@ v1::InstanceStatus ReportedState::place_locked(const std::string& instance,
     entry->second.status = *stored_status;
   } else if (created) {
     entry->second.status.set_observed_state(v1::INSTANCE_STATE_PENDING);
-    *entry->second.status.mutable_last_transition_time() = to_timestamp(now);
+    *entry->second.status.mutable_last_transition_time() = time::to_proto(now);
   }
   if (entry->second.device != device) {
     if (!entry->second.device.empty()) by_device_[entry->second.device].erase(instance);
@@ -116,7 +116,7 @@ bool ReportedState::record_status(const std::string& device,
   v1::InstanceStatus& status = found->second.status;
   if (status.observed_state() != update.state()) {
     *status.mutable_last_transition_time() =
-        update.has_time() ? update.time() : to_timestamp(absl::Now());
+        update.has_time() ? update.time() : time::to_proto(absl::Now());
   }
   status.set_observed_state(update.state());
   status.set_image_digest(update.image_digest());
@@ -184,7 +184,7 @@ absl::StatusOr<v1::ConsoleChunk> ReportedState::read_console(const std::string& 
       v1::ConsoleChunk chunk;
       chunk.set_offset(start);
       chunk.set_data(entry.console.substr(start - entry.console_offset));
-      *chunk.mutable_time() = to_timestamp(absl::Now());
+      *chunk.mutable_time() = time::to_proto(absl::Now());
       return chunk;
     }
     console_changed_.WaitWithDeadline(&mutex_, deadline);

@@ -7,6 +7,21 @@
 
 namespace tenon::controller {
 
+http::ServerLimits rest_server_limits() {
+  http::ServerLimits limits;
+  limits.workers = 16;
+  limits.max_connections = 1024;
+  limits.max_connections_per_client = 64;
+  limits.max_streams = 64;
+  limits.max_head_bytes = 16 << 10;
+  limits.max_headers = 100;
+  limits.max_body_bytes = kMaxRequestBytes;
+  limits.head_timeout = absl::Seconds(10);
+  limits.idle_timeout = absl::Seconds(5);
+  limits.min_body_bytes_per_second = 64 << 10;
+  return limits;
+}
+
 absl::Status check_json_shape(std::string_view body) {
   std::vector<char> open;  // '[' or '{' of each enclosing container
   // The quote that opened the string we are in, or 0. The protobuf JSON parser also reads

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "http/http_server.h"
 
 namespace tenon::controller {
 
@@ -16,10 +17,11 @@ inline constexpr size_t kMaxRequestBytes = 16 << 20;
 // ten levels; JSON parsers recurse per level.
 inline constexpr int kMaxJsonDepth = 32;
 
-// REST connections: workers (one per open connection), and how long a connection may send or
-// take nothing (mid-request, or idle between requests) before it is closed.
-inline constexpr size_t kRestWorkers = 64;
-inline constexpr int kRestIoTimeoutSeconds = 2;
+// REST connections (common/http/http_server.h): at most 1,024 open, 64 from one address; a
+// request's head arrives within 10 s of its first byte, a body and an answer move at 64 KiB/s
+// or more after that grace, an idle keep-alive connection closes after 5 s; 16 workers run
+// handlers (a slow client never holds one), and at most 64 watches stream at once.
+http::ServerLimits rest_server_limits();
 
 // The longest a bootstrap token may live: a year. (It enrols a device; longer-lived secrets
 // belong to the devices' own credentials.)

@@ -26,18 +26,15 @@
 
 #include <memory>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "api_metrics.h"
 #include "controller.h"
+#include "http/http_server.h"
 #include "store.h"
 
-namespace httplib {
-class Server;
-}
 
 namespace tenon::controller {
 
@@ -49,6 +46,8 @@ class RestApi {
   // Binds (port 0 picks one) and serves on a thread of its own; returns the bound port.
   absl::StatusOr<int> start(const std::string& host, int port);
   void stop();
+  // What the HTTP server refused or cut off (slow, malformed or too many connections).
+  http::ServerCounters counters() const;
 
  private:
   void install_routes();
@@ -59,8 +58,7 @@ class RestApi {
   Store* store_;
   ApiMetrics* metrics_;
   std::string operator_token_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
+  std::unique_ptr<http::Server> server_;
 };
 
 }  // namespace tenon::controller

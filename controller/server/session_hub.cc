@@ -4,7 +4,7 @@
 #include <functional>
 
 #include "absl/strings/str_cat.h"
-#include "proto_time.h"
+#include "time/proto_time.h"
 
 namespace tenon::controller {
 
@@ -211,7 +211,7 @@ std::vector<std::string> SessionHub::ping_all(absl::Time now, absl::Duration sil
     }
     for (const auto& [name, session] : to_ping) {
       v1::ControllerMessage message;
-      *message.mutable_ping()->mutable_send_time() = to_timestamp(now);
+      *message.mutable_ping()->mutable_send_time() = time::to_proto(now);
       session->send(std::move(message));
     }
   }

@@ -22,6 +22,7 @@
 #include "object_render.h"
 #include "render.h"  // json_to_yaml
 #include "tenon/v1/fleet.grpc.pb.h"
+#include "time/proto_time.h"
 #include "validate.h"
 
 namespace tenon::controller {
@@ -416,9 +417,7 @@ int run_token_create(const ClientConfig& config, const FleetOptions& options) {
   absl::StatusOr<absl::Duration> ttl =
       tenon::flags::parse_duration_flag("--ttl", options.token_ttl);
   if (!ttl.ok()) return report_bad_input(std::string(ttl.status().message()));
-  absl::Duration below_a_second;
-  request.mutable_ttl()->set_seconds(absl::IDivDuration(*ttl, absl::Seconds(1), &below_a_second));
-  request.mutable_ttl()->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(below_a_second)));
+  *request.mutable_ttl() = tenon::time::to_proto(*ttl);
   for (const std::string& label : options.token_labels) {
     const size_t equals = label.find('=');
     if (equals == std::string::npos) {
@@ -453,11 +452,10 @@ int run_token_create(const ClientConfig& config, const FleetOptions& options) {
   }
   // The secret alone on stdout, so that scripts can capture it.
   std::cout << response.token() << "\n";
-  if (response.has_expire_time()) {
-    std::cerr << "expires "
-              << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
-                                  absl::FromUnixSeconds(response.expire_time().seconds()),
-                                  absl::UTCTimeZone())
+  if (absl::StatusOr<absl::Time> expires =
+          tenon::time::from_proto(response.expire_time(), "expire_time");
+      response.has_expire_time() && expires.ok()) {
+    std::cerr << "expires " << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", *expires, absl::UTCTimeZone())
               << "\n";
   }
   return kExitOk;

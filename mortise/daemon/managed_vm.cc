@@ -7,25 +7,15 @@
 // be reported RUNNING after its exit.
 #include "managed_vm.h"
 
-#include <google/protobuf/util/time_util.h>
 
 #include <iostream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "time/proto_time.h"
 
 namespace mortise {
 namespace {
-
-using google::protobuf::util::TimeUtil;
-
-google::protobuf::Timestamp to_timestamp(absl::Time time) {
-  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(time));
-}
-
-google::protobuf::Duration to_duration(absl::Duration duration) {
-  return TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(duration));
-}
 
 bool is_terminal(tenon::v1::VmState state) {
   return state == tenon::v1::VM_STATE_EXITED || state == tenon::v1::VM_STATE_FAULTED ||
@@ -150,7 +140,7 @@ void ManagedVm::on_exit(int wait_status) {
       reason.set_kind(tenon::v1::EXIT_KIND_VMM_CRASHED);
       reason.set_message(how);
     }
-    *reason.mutable_time() = to_timestamp(absl::Now());
+    *reason.mutable_time() = tenon::time::to_proto(absl::Now());
     set_terminal(reason);
   }
   ++change_count_;
@@ -246,7 +236,7 @@ absl::StatusOr<tenon::v1::VmOperationResponse> ManagedVm::launch(std::unique_ptr
                    latency, nullptr);
     tenon::v1::VmOperationResponse response;
     *response.mutable_vm() = describe_locked();
-    *response.mutable_latency() = to_duration(latency);
+    *response.mutable_latency() = tenon::time::to_proto(latency);
     return response;
   }
   absl::Status failure = load_failure_.value_or(absl::DeadlineExceededError(absl::StrCat(
@@ -265,8 +255,8 @@ void ManagedVm::record_latency(tenon::v1::VmOperation operation, absl::Duration 
   tenon::v1::OperationLatency& entry = latencies_[operation];
   entry.Clear();
   entry.set_operation(operation);
-  *entry.mutable_latency() = to_duration(latency);
-  *entry.mutable_time() = to_timestamp(absl::Now());
+  *entry.mutable_latency() = tenon::time::to_proto(latency);
+  *entry.mutable_time() = tenon::time::to_proto(absl::Now());
   if (vmm_latency != nullptr) *entry.mutable_vmm_latency() = *vmm_latency;
 }
 
@@ -319,7 +309,7 @@ absl::StatusOr<tenon::v1::VmOperationResponse> ManagedVm::transition(Operation o
   record_latency(kind, latency, vmm_latency);
   tenon::v1::VmOperationResponse response;
   *response.mutable_vm() = describe_locked();
-  *response.mutable_latency() = to_duration(latency);
+  *response.mutable_latency() = tenon::time::to_proto(latency);
   return response;
 }
 
@@ -372,7 +362,7 @@ absl::StatusOr<tenon::v1::SnapshotVmResponse> ManagedVm::snapshot(const std::str
   response.set_path(written.path());
   response.set_size_bytes(written.size_bytes());
   response.set_digest(written.digest());
-  *response.mutable_latency() = to_duration(latency);
+  *response.mutable_latency() = tenon::time::to_proto(latency);
   *response.mutable_pause_duration() = written.pause_duration();
   return response;
 }
@@ -423,7 +413,7 @@ absl::StatusOr<tenon::v1::VmOperationResponse> ManagedVm::destroy(absl::Time rec
   record_latency(tenon::v1::VM_OPERATION_DESTROY, latency, nullptr);
   tenon::v1::VmOperationResponse response;
   *response.mutable_vm() = describe_locked();
-  *response.mutable_latency() = to_duration(latency);
+  *response.mutable_latency() = tenon::time::to_proto(latency);
   // The monitor has let go of the child (vmm_ended_); dropping it closes its descriptors.
   child_.reset();
   ++change_count_;
@@ -436,7 +426,7 @@ absl::StatusOr<tenon::v1::VmOperationResponse> ManagedVm::destroy(absl::Time rec
 tenon::v1::InstanceTelemetry ManagedVm::stamped(tenon::v1::InstanceTelemetry telemetry) const {
   telemetry.set_instance_name(identity_.name);
   telemetry.set_run_id(identity_.run_id.empty() ? identity_.uid : identity_.run_id);
-  if (!telemetry.has_sample_time()) *telemetry.mutable_sample_time() = to_timestamp(absl::Now());
+  if (!telemetry.has_sample_time()) *telemetry.mutable_sample_time() = tenon::time::to_proto(absl::Now());
   return telemetry;
 }
 
@@ -474,14 +464,14 @@ tenon::v1::Vm ManagedVm::describe_locked() const {
   vm.set_memory_bytes(identity_.memory_bytes);
   *vm.mutable_cpu() = cpu_grant_;
   vm.set_vmm_pid(vmm_ended_ ? 0 : static_cast<uint32_t>(vmm_pid_));
-  *vm.mutable_create_time() = to_timestamp(identity_.create_time);
-  if (start_time_) *vm.mutable_start_time() = to_timestamp(*start_time_);
+  *vm.mutable_create_time() = tenon::time::to_proto(identity_.create_time);
+  if (start_time_) *vm.mutable_start_time() = tenon::time::to_proto(*start_time_);
   if (is_terminal(state_)) *vm.mutable_exit_reason() = exit_reason_;
   tenon::v1::VmStats* stats = vm.mutable_stats();
   stats->set_pauses(pauses_);
   absl::Duration run_time = run_time_;
   if (running_since_) run_time += absl::Now() - *running_since_;
-  *stats->mutable_run_time() = to_duration(run_time);
+  *stats->mutable_run_time() = tenon::time::to_proto(run_time);
   stats->set_console_bytes(console_.end_offset());
   if (last_telemetry_) {
     stats->set_vcpu_exits(last_telemetry_->vcpu_exits());

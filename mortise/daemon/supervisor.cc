@@ -19,6 +19,7 @@
 #include "page_tables.h"
 #include "snapshot_source.h"
 #include "tenon/abi.h"
+#include "time/proto_time.h"
 #include "vmm_child.h"
 
 namespace mortise {
@@ -381,9 +382,13 @@ absl::StatusOr<tenon::v1::VmOperationResponse> Supervisor::create_vm(
     return absl::InvalidArgumentError(
         absl::StrCat("rt_priority must be 0 to 99, got ", request.cpu().rt_priority()));
   }
-  if (request.app_run_time().seconds() < 0 || request.app_run_time().nanos() < 0) {
-    return absl::InvalidArgumentError("app_run_time must not be negative");
-  }
+  // A negative or out-of-range run time used to wrap into a huge unsigned count.
+  absl::StatusOr<absl::Duration> app_run_time =
+      tenon::time::from_proto(request.app_run_time(), "app_run_time");
+  if (!app_run_time.ok()) return app_run_time.status();
+  absl::StatusOr<uint64_t> app_run_ns =
+      tenon::time::to_unsigned_nanoseconds(*app_run_time, "app_run_time");
+  if (!app_run_ns.ok()) return absl::InvalidArgumentError(app_run_ns.status().message());
   if (absl::Status status = check_channels(request); !status.ok()) return status;
   if (absl::Status status = check_engine("instances"); !status.ok()) {
     return status;
@@ -428,8 +433,7 @@ absl::StatusOr<tenon::v1::VmOperationResponse> Supervisor::create_vm(
   launch.image = std::move(image->memfd);
   launch.memory_bytes = memory;
   launch.stack_bytes = request.stack_bytes() != 0 ? request.stack_bytes() : kDefaultStackBytes;
-  launch.app_run_ns = static_cast<uint64_t>(request.app_run_time().seconds()) * 1'000'000'000 +
-                      static_cast<uint64_t>(request.app_run_time().nanos());
+  launch.app_run_ns = *app_run_ns;
   launch.cpu_policy = identity.cpu_policy;
   launch.management_cpus = options_.partition.management_cpus;
   launch.vcpu_cpu = cpu.vcpu_cpu;
@@ -627,8 +631,9 @@ absl::Status Supervisor::stream_telemetry(const tenon::v1::StreamTelemetryReques
                                           const Cancelled& cancelled) {
   absl::Duration interval = kDefaultTelemetryInterval;
   if (request.has_interval()) {
-    interval =
-        absl::Seconds(request.interval().seconds()) + absl::Nanoseconds(request.interval().nanos());
+    absl::StatusOr<absl::Duration> asked = tenon::time::from_proto(request.interval(), "interval");
+    if (!asked.ok()) return asked.status();
+    interval = *asked;
     if (interval < kMinimumTelemetryInterval) {
       return absl::InvalidArgumentError(absl::StrCat(
           "interval must be at least ", absl::FormatDuration(kMinimumTelemetryInterval), ", got ",

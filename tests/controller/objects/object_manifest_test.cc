@@ -155,6 +155,16 @@ TEST(ManifestTest, DurationForms) {
   }
 }
 
+TEST(ManifestTest, RegressionADurationWhoseFractionCarriesPast64BitsIsRefused) {
+  // The whole part fits in 64-bit nanoseconds and the fraction used to be added unchecked.
+  EXPECT_EQ(parse_duration("9223372036.9s"), std::nullopt);
+  EXPECT_EQ(parse_duration("9223372036s900ms"), std::nullopt);
+  const std::optional<google::protobuf::Duration> largest = parse_duration("9223372036.854775807s");
+  ASSERT_TRUE(largest.has_value());
+  EXPECT_EQ(largest->seconds(), 9223372036);
+  EXPECT_EQ(largest->nanos(), 854775807);
+}
+
 TEST(ManifestTest, EnumForms) {
   for (const char* text : {"RESTART_POLICY_NEVER", "NEVER", "never", "Never"}) {
     SCOPED_TRACE(text);

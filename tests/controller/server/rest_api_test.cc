@@ -84,6 +84,9 @@ class RestApiTest : public ::testing::Test {
   std::optional<ChildProcess> controller_;
 };
 
+// Defects of the hostile-input review, each named after the bug it reproduces.
+using RegressionRestApiTest = RestApiTest;
+
 TEST_F(RestApiTest, ServesTheFleetApiAsJson) {
   Reply created = call("POST", "/v1/apply",
                        R"({"objects": [{"device": {"metadata": {"name": "edge-7",
@@ -168,21 +171,23 @@ TEST_F(RestApiTest, LargeBodiesAreRefusedBeforeTheyAreRead) {
   EXPECT_LT(rss_kib(controller_->pid()), rss_before + 32 * 1024) << "a body was buffered";
 }
 
-TEST_F(RestApiTest, SlowClientsDoNotStallHealthOrTheApi) {
-  // Sixteen connections that send a header line every second (eight stalled the server's
-  // default pool): /healthz and the API still answer, at once.
+TEST_F(RegressionRestApiTest, SlowClientsDoNotStallHealthOrTheApi) {
+  // Sixty connections that each send a byte of their request every half second: eight once
+  // stalled the HTTP library's default pool, and sixty-four its 64 workers, since a connection held
+  // a worker from its first byte. Now reading a request holds no worker: /healthz and the API
+  // still answer, at once. (The server cuts each one off at its head deadline, 10 s.)
   std::ofstream(dir_ + "/slow.py") << R"(
 import socket, sys, time
 host, port = sys.argv[1].rsplit(':', 1)
 connections = []
-for _ in range(16):
+for _ in range(60):
     c = socket.create_connection((host, int(port)))
     c.sendall(b'GET /healthz HTTP/1.1\r\nHost: x\r\n')
     connections.append(c)
-for _ in range(6):
-    time.sleep(1)
+for _ in range(12):
+    time.sleep(0.5)
     for c in connections:
-        try: c.sendall(b'X-Slow: 1\r\n')
+        try: c.sendall(b'X')
         except OSError: pass
 )";
   std::optional<ChildProcess> slow =
@@ -194,6 +199,36 @@ for _ in range(6):
   EXPECT_EQ(call("GET", "/v1/devices").http, 200);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
   slow->signal(SIGKILL);
+}
+
+TEST_F(RegressionRestApiTest, PipelinedRequestsAreAllAnswered) {
+  // Three requests in one write on one connection: only the first used to be answered.
+  std::ofstream(dir_ + "/pipeline.py") << R"(
+import socket, sys
+host, port = sys.argv[1].rsplit(':', 1)
+token = sys.argv[2]
+c = socket.create_connection((host, int(port)))
+c.sendall(b'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'
+          + b'GET /v1/devices HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ' + token.encode()
+          + b'\r\n\r\n'
+          + b'GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+c.settimeout(10)
+received = b''
+while True:
+    piece = c.recv(65536)
+    if not piece: break
+    received += piece
+sys.stdout.write(received.decode())
+)";
+  const std::string answers =
+      run_shell("python3 " + dir_ + "/pipeline.py " + address_ + " " + token_).output;
+  size_t answered = 0;
+  for (size_t at = answers.find("HTTP/1.1 200"); at != std::string::npos;
+       at = answers.find("HTTP/1.1 200", at + 1)) {
+    ++answered;
+  }
+  EXPECT_EQ(answered, 3u) << answers;
+  EXPECT_THAT(answers, HasSubstr("\"ready\":true"));
 }
 
 TEST_F(RestApiTest, SelectorsReadTheWholeTermAndOtherMethodsAreRefusedAtOnce) {
