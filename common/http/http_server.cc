@@ -24,6 +24,7 @@
 #include <map>
 #include <mutex>
 #include <regex>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 
@@ -54,6 +55,7 @@ absl::string_view reason_phrase(int status) {
     case 411: return "Length Required";
     case 412: return "Precondition Failed";
     case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
     case 417: return "Expectation Failed";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
@@ -78,6 +80,16 @@ bool is_token(absl::string_view text) {
   return true;
 }
 
+// Control characters other than a tab: never part of a request line or header value (a CR, LF
+// or NUL inside one is how a request is smuggled past a proxy that splits lines differently).
+bool has_control_characters(absl::string_view text) {
+  for (const char c : text) {
+    const unsigned char byte = static_cast<unsigned char>(c);
+    if ((byte < 0x20 && byte != '\t') || byte == 0x7f) return true;
+  }
+  return false;
+}
+
 // Sends all of `bytes` by `deadline` on a non-blocking socket; false when the peer is gone or
 // too slow.
 bool send_all(int fd, absl::string_view bytes, absl::Time deadline) {
@@ -92,7 +104,8 @@ bool send_all(int fd, absl::string_view bytes, absl::Time deadline) {
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) return false;
     pollfd wait{fd, POLLOUT, 0};
-    const int ready = ::poll(&wait, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
+    const int ready =
+        ::poll(&wait, 1, static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left), 1000)) + 1);
     if (ready < 0 && errno != EINTR) return false;
     if (ready > 0 && (wait.revents & (POLLERR | POLLHUP))) return false;
   }
@@ -105,6 +118,8 @@ std::string percent_decode(absl::string_view text) {
   for (size_t at = 0; at < text.size(); ++at) {
     int byte = 0;
     if (text[at] == '%' && at + 2 < text.size() &&
+        absl::ascii_isxdigit(static_cast<unsigned char>(text[at + 1])) &&
+        absl::ascii_isxdigit(static_cast<unsigned char>(text[at + 2])) &&
         absl::SimpleHexAtoi(text.substr(at + 1, 2), &byte)) {
       value.push_back(static_cast<char>(byte));
       at += 2;
@@ -117,6 +132,9 @@ std::string percent_decode(absl::string_view text) {
 
 // How long a refused connection's further bytes are read and dropped before it closes.
 constexpr absl::Duration kDrainTime = absl::Seconds(2);
+// The longest path routed (route patterns are regular expressions, whose matching recurses per
+// character in libstdc++).
+constexpr size_t kMaxPathBytes = 2048;
 
 struct Route {
   std::string method;
@@ -138,6 +156,9 @@ struct Connection {
   size_t body_length = 0;
   bool close_after = false;  // answer this request, then close
   bool peer_closed = false;  // the client sent FIN: answer what is complete, then close
+  size_t reserved_bytes = 0;  // of the server's body budget, for the body being read or handled
+  bool streaming = false;     // a stream thread has it
+  std::string request_version;  // of the request being answered
 };
 
 }  // namespace
@@ -180,14 +201,22 @@ struct Server::State {
   std::unordered_map<int, std::shared_ptr<Connection>> connections;
   std::map<std::string, size_t> per_client;
   std::optional<absl::Time> accept_paused_until;
+  size_t reserved_body_bytes = 0;  // declared bodies being read or handled, all connections
+  // Requests with a worker, per client address, and complete requests waiting because their
+  // client already has max_busy_per_client (a client that never reads its answers holds at most
+  // that many workers).
+  std::map<std::string, size_t> busy_per_client;
+  std::map<std::string, std::deque<std::shared_ptr<Connection>>> deferred;
 
   std::mutex mutex;  // guards what follows
   std::condition_variable work_ready;
   std::deque<std::shared_ptr<Connection>> ready;     // requests waiting for a worker
   std::deque<std::shared_ptr<Connection>> returned;  // back to the I/O thread after an answer
+  std::vector<std::string> released_peers;  // clients whose request went on as a stream
   std::vector<int> all_fds;                          // every open connection, for stop()
   std::list<std::pair<std::thread, std::shared_ptr<std::atomic<bool>>>> streams;
   size_t streams_open = 0;
+  std::map<std::string, size_t> streams_per_client;
   ServerCounters counters;
 
   void count(uint64_t ServerCounters::*field) {
@@ -256,6 +285,12 @@ struct Server::State {
     connections.erase(connection->fd);
     auto client = per_client.find(connection->peer);
     if (client != per_client.end() && --client->second == 0) per_client.erase(client);
+    release_body(*connection);
+  }
+
+  void release_body(Connection& connection) {
+    reserved_body_bytes -= connection.reserved_bytes;
+    connection.reserved_bytes = 0;
   }
 
   void watch_readable(const std::shared_ptr<Connection>& connection, int operation) {
@@ -266,7 +301,7 @@ struct Server::State {
   }
 
   void accept_all() {
-    while (true) {
+    while (!stopping) {
       sockaddr_storage address{};
       socklen_t length = sizeof(address);
       const int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&address), &length,
@@ -347,6 +382,11 @@ struct Server::State {
       refuse_request(connection, 400, "malformed request line");
       return false;
     }
+    if (has_control_characters(lines[0])) {
+      count(&ServerCounters::malformed);
+      refuse_request(connection, 400, "control characters in the request line");
+      return false;
+    }
     if (parts[2] != "HTTP/1.1" && parts[2] != "HTTP/1.0") {
       count(&ServerCounters::malformed);
       refuse_request(connection, 505, "only HTTP/1.1 and HTTP/1.0 are served");
@@ -356,6 +396,11 @@ struct Server::State {
     c.request.target = std::string(parts[1]);
     c.request.path = c.request.target.substr(0, c.request.target.find('?'));
     c.request.version = std::string(parts[2]);
+    if (c.request.path.size() > kMaxPathBytes) {
+      count(&ServerCounters::malformed);
+      refuse_request(connection, 414, absl::StrCat("a path over ", kMaxPathBytes, " bytes"));
+      return false;
+    }
     if (lines.size() - 1 > limits.max_headers) {
       count(&ServerCounters::malformed);
       refuse_request(connection, 431, absl::StrCat("more than ", limits.max_headers, " headers"));
@@ -365,7 +410,8 @@ struct Server::State {
     for (size_t i = 1; i < lines.size(); ++i) {
       const absl::string_view line = lines[i];
       const size_t colon = line.find(':');
-      if (colon == absl::string_view::npos || !is_token(line.substr(0, colon))) {
+      if (colon == absl::string_view::npos || !is_token(line.substr(0, colon)) ||
+          has_control_characters(line)) {
         count(&ServerCounters::malformed);
         refuse_request(connection, 400, absl::StrCat("malformed header line ", i));
         return false;
@@ -386,7 +432,11 @@ struct Server::State {
       }
       c.request.headers.push_back(std::move(header));
     }
-    if (!c.request.header("Transfer-Encoding").empty()) {
+    // Any Transfer-Encoding at all, even an empty one before a second: framing is by
+    // Content-Length only, and a proxy in front must not read this request another way.
+    if (std::any_of(c.request.headers.begin(), c.request.headers.end(), [](const Header& header) {
+          return absl::EqualsIgnoreCase(header.name, "Transfer-Encoding");
+        })) {
       count(&ServerCounters::malformed);
       refuse_request(connection, 411, "send the body with a Content-Length, not chunked");
       return false;
@@ -409,6 +459,15 @@ struct Server::State {
                                   limits.max_body_bytes));
       return false;
     }
+    if (reserved_body_bytes + c.body_length > limits.max_buffered_body_bytes) {
+      Response busy;
+      render_error(503, "too many request bodies in flight; retry", busy);
+      busy.headers.push_back({"Retry-After", "1"});
+      refuse_with(connection, busy);
+      return false;
+    }
+    c.reserved_bytes = c.body_length;
+    reserved_body_bytes += c.body_length;
     const std::string expect = c.request.header("Expect");
     if (!expect.empty()) {
       if (!absl::EqualsIgnoreCase(expect, "100-continue")) {
@@ -416,7 +475,7 @@ struct Server::State {
         refuse_request(connection, 417, "the only expectation served is 100-continue");
         return false;
       }
-      if (c.body_length > 0 && c.received.empty()) {
+      if (c.body_length > 0 && c.received.empty() && c.request.version == "HTTP/1.1") {
         static constexpr absl::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
         (void)!::send(c.fd, kContinue.data(), kContinue.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       }
@@ -454,17 +513,43 @@ struct Server::State {
         if (c.peer_closed) close_connection(connection);
         return;
       }
-      c.request.body = c.received.substr(0, c.body_length);
-      c.received.erase(0, c.body_length);
+      if (c.received.size() == c.body_length) {
+        c.request.body = std::move(c.received);
+        c.received.clear();
+      } else {
+        c.request.body = c.received.substr(0, c.body_length);
+        c.received.erase(0, c.body_length);
+      }
       if (c.peer_closed) c.close_after = true;
       c.phase = Connection::Phase::kBusy;
       ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c.fd, nullptr);
-      {
-        std::lock_guard lock(mutex);
-        ready.push_back(connection);
+      if (busy_per_client[c.peer] >= std::max<size_t>(1, limits.max_busy_per_client)) {
+        deferred[c.peer].push_back(connection);
+        return;
       }
-      work_ready.notify_one();
+      hand_to_worker(connection);
     }
+  }
+
+  void hand_to_worker(const std::shared_ptr<Connection>& connection) {
+    ++busy_per_client[connection->peer];
+    {
+      std::lock_guard lock(mutex);
+      ready.push_back(connection);
+    }
+    work_ready.notify_one();
+  }
+
+  // A worker or stream is done with a request of `peer`'s: a request of theirs that waited goes.
+  void done_with_request(const std::string& peer) {
+    auto busy = busy_per_client.find(peer);
+    if (busy != busy_per_client.end() && --busy->second == 0) busy_per_client.erase(busy);
+    auto waiting = deferred.find(peer);
+    if (waiting == deferred.end()) return;
+    std::shared_ptr<Connection> next = std::move(waiting->second.front());
+    waiting->second.pop_front();
+    if (waiting->second.empty()) deferred.erase(waiting);
+    hand_to_worker(next);
   }
 
   void on_readable(const std::shared_ptr<Connection>& connection) {
@@ -494,11 +579,17 @@ struct Server::State {
 
   void take_returned() {
     std::deque<std::shared_ptr<Connection>> back;
+    std::vector<std::string> released;
     {
       std::lock_guard lock(mutex);
       back.swap(returned);
+      released.swap(released_peers);
     }
+    for (const std::string& peer : released) done_with_request(peer);
     for (const std::shared_ptr<Connection>& connection : back) {
+      // Its worker (or stream) is done: the request's place and body budget are free again.
+      release_body(*connection);
+      if (!connection->streaming) done_with_request(connection->peer);
       if (connection->close_after || stopping) {
         close_connection(connection);
         continue;
@@ -615,29 +706,57 @@ struct Server::State {
       return;
     }
     if (!path_known) {
-      render_error(404, absl::StrCat("no such path: ", request.path), response);
+      render_error(404, absl::StrCat("no such path: ", request.path.substr(0, 80),
+                                     request.path.size() > 80 ? "..." : ""),
+                   response);
       return;
     }
-    render_error(405, absl::StrCat("method ", request.method, " is not served on ", request.path),
+    render_error(405,
+                 absl::StrCat("method ", request.method, " is not served on ",
+                              request.path.substr(0, 80), request.path.size() > 80 ? "..." : ""),
                  response);
     response.headers.push_back({"Allow", absl::StrJoin(allowed, ", ")});
   }
 
-  class ChunkWriter : public StreamWriter {
+  // A streamed answer's pieces: chunks for HTTP/1.1; as they are for HTTP/1.0, whose answer then
+  // ends when the connection closes.
+  class PieceWriter : public StreamWriter {
    public:
-    ChunkWriter(State* state, int fd) : state_(state), fd_(fd) {}
+    PieceWriter(State* state, int fd, bool chunked) : state_(state), fd_(fd), chunked_(chunked) {}
     bool write(absl::string_view bytes) override {
       if (bytes.empty()) return true;
-      const std::string chunk = absl::StrCat(absl::Hex(bytes.size()), "\r\n", bytes, "\r\n");
-      return send_all(fd_, chunk, state_->answer_deadline(chunk.size()));
+      const std::string piece =
+          chunked_ ? absl::StrCat(absl::Hex(bytes.size()), "\r\n", bytes, "\r\n")
+                   : std::string(bytes);
+      return !state_->stopping && send_all(fd_, piece, state_->answer_deadline(piece.size()));
     }
 
    private:
     State* state_;
     int fd_;
+    bool chunked_;
   };
 
+  void run_stream(const std::shared_ptr<Connection>& connection, Response& response) {
+    const bool chunked = connection->request_version == "HTTP/1.1";
+    std::string head = head_bytes(response, 0, chunked, true);
+    if (!chunked) {
+      // No length and no chunks: the answer ends when the connection closes.
+      head.erase(head.find("Content-Length: 0\r\n"), strlen("Content-Length: 0\r\n"));
+    }
+    if (!send_all(connection->fd, head, answer_deadline(head.size()))) return;
+    PieceWriter writer(this, connection->fd, chunked);
+    try {
+      while (!stopping && response.stream(writer)) {
+      }
+    } catch (const std::exception&) {
+      return;  // the stream's source failed: the answer ends unterminated, as a broken stream
+    }
+    if (chunked) send_all(connection->fd, "0\r\n\r\n", answer_deadline(5));
+  }
+
   void start_stream(const std::shared_ptr<Connection>& connection, Response response) {
+    std::string refused;
     {
       std::lock_guard lock(mutex);
       for (auto it = streams.begin(); it != streams.end();) {
@@ -648,33 +767,48 @@ struct Server::State {
           ++it;
         }
       }
-      if (streams_open < limits.max_streams && !stopping) {
-        ++streams_open;
+      if (stopping) {
+        refused = "the server is stopping";
+      } else if (streams_open >= limits.max_streams) {
+        refused = absl::StrCat("more than ", limits.max_streams, " streams open");
+      } else if (streams_per_client[connection->peer] >= limits.max_streams_per_client) {
+        refused = absl::StrCat("more than ", limits.max_streams_per_client, " streams open from ",
+                               connection->peer);
+      }
+      if (refused.empty()) {
         auto done = std::make_shared<std::atomic<bool>>(false);
-        streams.emplace_back(
-            std::thread([this, connection, done, response = std::move(response)]() mutable {
-              const std::string head = head_bytes(response, 0, true, true);
-              if (send_all(connection->fd, head, answer_deadline(head.size()))) {
-                ChunkWriter writer(this, connection->fd);
-                while (!stopping && response.stream(writer)) {
-                }
-                send_all(connection->fd, "0\r\n\r\n", answer_deadline(5));
+        try {
+          std::thread thread([this, connection, done, response = std::move(response)]() mutable {
+            run_stream(connection, response);
+            connection->close_after = true;
+            {
+              std::lock_guard lock(mutex);
+              --streams_open;
+              if (--streams_per_client[connection->peer] == 0) {
+                streams_per_client.erase(connection->peer);
               }
-              connection->close_after = true;
-              {
-                std::lock_guard lock(mutex);
-                --streams_open;
-              }
-              give_back(connection);
-              done->store(true);
-            }),
-            done);
+            }
+            give_back(connection);
+            done->store(true);
+          });
+          ++streams_open;
+          ++streams_per_client[connection->peer];
+          streams.emplace_back(std::move(thread), done);
+          // The stream holds its connection, not a place among its client's busy requests.
+          connection->streaming = true;
+          released_peers.push_back(connection->peer);
+        } catch (const std::system_error&) {
+          refused = "no thread for another stream";
+        }
+      }
+      if (refused.empty()) {
+        wake();
         return;
       }
       ++counters.refused_stream_limit;
     }
     Response refusal;
-    render_error(503, absl::StrCat("more than ", limits.max_streams, " streams open"), refusal);
+    render_error(503, refused, refusal);
     refusal.headers.push_back({"Retry-After", "1"});
     connection->close_after = true;
     const std::string bytes = head_bytes(refusal, refusal.body.size(), false, true) + refusal.body;
@@ -688,12 +822,13 @@ struct Server::State {
       {
         std::unique_lock lock(mutex);
         work_ready.wait(lock, [&] { return stopping || !ready.empty(); });
-        if (ready.empty()) return;
+        if (stopping) return;  // what waits is not run: stop() closes its connection
         connection = std::move(ready.front());
         ready.pop_front();
         ++counters.requests_handled;
       }
       Request request = std::move(connection->request);
+      connection->request_version = request.version;
       Response response;
       dispatch(request, response);
       const bool head_only = request.method == "HEAD";
@@ -729,6 +864,9 @@ void Server::set_error_renderer(ErrorRenderer renderer) {
 
 absl::StatusOr<int> Server::start(const std::string& host, int port) {
   State& s = *state_;
+  if (s.io_thread.joinable() || s.stopping) {
+    return absl::FailedPreconditionError("the HTTP server was started already");
+  }
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -769,7 +907,12 @@ absl::StatusOr<int> Server::start(const std::string& host, int port) {
   s.epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
   s.wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s.epoll_fd < 0 || s.wake_fd < 0) {
-    return absl::InternalError(absl::StrCat("epoll or eventfd: ", std::strerror(errno)));
+    const std::string why = std::strerror(errno);
+    for (int* fd : {&s.listen_fd, &s.epoll_fd, &s.wake_fd}) {
+      if (*fd >= 0) ::close(*fd);
+      *fd = -1;
+    }
+    return absl::InternalError(absl::StrCat("epoll or eventfd: ", why));
   }
   for (const int fd : {s.listen_fd, s.wake_fd}) {
     epoll_event event{};
@@ -788,13 +931,16 @@ void Server::stop() {
   State& s = *state_;
   if (!s.io_thread.joinable()) return;
   s.stopping = true;
+  // The I/O thread accepts nothing more and closes every connection it holds.
+  s.wake();
+  s.io_thread.join();
   {
     std::lock_guard lock(s.mutex);
-    // Writers blocked on a slow client, and streams, see their socket fail at once.
+    // What workers and streams hold: a writer blocked on a slow client, or a stream, sees its
+    // socket fail at once.
     for (const int fd : s.all_fds) ::shutdown(fd, SHUT_RDWR);
   }
   s.work_ready.notify_all();
-  s.wake();
   for (std::thread& worker : s.workers) worker.join();
   s.workers.clear();
   std::list<std::pair<std::thread, std::shared_ptr<std::atomic<bool>>>> streams;
@@ -803,8 +949,7 @@ void Server::stop() {
     streams.swap(s.streams);
   }
   for (auto& [thread, done] : streams) thread.join();
-  s.io_thread.join();
-  // What the workers and streams handed back after the I/O thread left.
+  // What the workers and streams held, and requests that waited for a worker.
   for (const auto& [fd, connection] : s.connections) ::close(fd);
   s.connections.clear();
   ::close(s.listen_fd);

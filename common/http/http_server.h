@@ -12,8 +12,13 @@
 // answered 429 or 503 and closed. A streamed answer (a watch) runs on a thread of its own, at
 // most `max_streams` at once, so long-lived streams never take the workers.
 //
+// Framing is by Content-Length only: a request with any Transfer-Encoding header, control
+// characters in its head, or a path over 2 KiB is refused before it is routed.
+//
 // Non-goals: TLS (terminate it in front, or in the trust work's listener), HTTP/2, chunked request
 // bodies (a request sends Content-Length), absolute-form targets for proxies, and compression.
+// Clients are told apart by address only: behind a proxy every client shares the proxy's, and
+// the per-client limits become limits on the proxy.
 #pragma once
 
 #include <cstddef>
@@ -76,6 +81,13 @@ struct ServerLimits {
   size_t max_connections = 1024;          // open at once, all clients together
   size_t max_connections_per_client = 64; // open at once from one address
   size_t max_streams = 64;                // streamed answers at once
+  size_t max_streams_per_client = 16;     // streamed answers at once to one address
+  // Requests of one address that workers run at once; more wait, complete, until one is answered
+  // (so a client that never reads its answers holds at most this many workers).
+  size_t max_busy_per_client = 4;
+  // Declared request bodies being read or handled at once, all connections together; a request
+  // beyond is answered 503 with Retry-After before its body is read.
+  size_t max_buffered_body_bytes = 256 << 20;
   size_t max_head_bytes = 16 << 10;       // request line and headers
   size_t max_headers = 100;
   size_t max_body_bytes = 16 << 20;

@@ -32,8 +32,13 @@ using ::testing::StartsWith;
 // A client socket: sends bytes, reads what comes within a deadline.
 class RawClient {
  public:
-  explicit RawClient(int port) {
+  // From `source`, a loopback address (127.0.0.2 is another client to the server).
+  explicit RawClient(int port, const char* source = "127.0.0.1") {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source, &local.sin_addr);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof(local));
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_port = htons(static_cast<uint16_t>(port));
@@ -96,6 +101,15 @@ class HttpServerTest : public ::testing::Test {
     });
     server_->route("POST", "/echo", [](const Request& request, Response& response) {
       response.body = request.body;
+    });
+    server_->route("GET", "/big", [](const Request&, Response& response) {
+      response.body = std::string(1 << 20, 'b');
+    });
+    server_->route("GET", "/forever", [](const Request&, Response& response) {
+      response.stream = [](StreamWriter& writer) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        return writer.write("tick\n");
+      };
     });
     server_->route("GET", "/stream", [this](const Request&, Response& response) {
       response.stream = [this, sent = 0](StreamWriter& writer) mutable {
@@ -194,6 +208,16 @@ TEST_F(HttpServerTest, OversizedMalformedAndChunkedRequestsAreRefusedWithTheirSt
   limits.max_body_bytes = 100;
   limits.max_head_bytes = 256;
   start(limits);
+  {
+    // A path over 2 KiB (in a head the limit allows) is refused before it is routed.
+    ServerLimits roomy;
+    Server server(roomy);
+    absl::StatusOr<int> port = server.start("127.0.0.1", 0);
+    ASSERT_TRUE(port.ok());
+    RawClient client(*port);
+    client.send("GET /" + std::string(3000, 'a') + " HTTP/1.1\r\n\r\n");
+    EXPECT_THAT(client.read_to_close(), StartsWith("HTTP/1.1 414"));
+  }
   struct Case {
     std::string request;
     std::string status;
@@ -210,6 +234,16 @@ TEST_F(HttpServerTest, OversizedMalformedAndChunkedRequestsAreRefusedWithTheirSt
       {"POST /echo HTTP/1.1\r\nAuthorization: yes\r\nContent-Length: -3\r\n\r\n", "400"},
       {"POST /echo HTTP/1.1\r\nAuthorization: yes\r\nTransfer-Encoding: chunked\r\n\r\n", "411"},
       {"POST /echo HTTP/1.1\r\nAuthorization: yes\r\nExpect: something\r\n\r\n", "417"},
+      // Smuggling: an empty Transfer-Encoding before a real one, a bare LF hiding a header,
+      // a NUL in the target.
+      {"POST /echo HTTP/1.1\r\nAuthorization: yes\r\nTransfer-Encoding:\r\n"
+       "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+       "411"},
+      {"POST /echo HTTP/1.1\r\nAuthorization: yes\r\nX: a\nTransfer-Encoding: chunked\r\n"
+       "Content-Length: 3\r\n\r\n",
+       "400"},
+      {std::string("GET /hello/x\0y HTTP/1.1\r\n\r\n", 28), "400"},
+      {"GET /" + std::string(3000, 'a') + " HTTP/1.1\r\n\r\n", "431"},
   };
   for (const Case& each : cases) {
     RawClient client(port_);
@@ -235,13 +269,15 @@ TEST_F(HttpServerTest, RegressionATrickledHeadIsCutOffAtItsDeadlineWithoutHoldin
   RawClient quick(port_);
   quick.send("GET /hello/quick HTTP/1.1\r\nConnection: close\r\n\r\n");
   EXPECT_THAT(quick.read_to_close(), HasSubstr("hello quick"));
-  // Still trickling: one header line every 200 ms.
+  // Still trickling: one header line every 200 ms, for 5 s. The 408 comes while they still
+  // send (a deadline reset by every byte would never come while bytes keep arriving).
   std::string answer;
   for (int round = 0; round < 25 && answer.empty(); ++round) {
     for (auto& client : slow) client->send("X-Slow: 1\r\n");
     answer = slow.front()->read_until([](const std::string& got) { return !got.empty(); },
                                       std::chrono::milliseconds(200));
   }
+  EXPECT_FALSE(answer.empty()) << "no answer while the client kept trickling";
   EXPECT_THAT(slow.front()->read_to_close(), StartsWith("HTTP/1.1 408 Request Timeout"));
   for (auto& client : slow) {
     client->read_to_close();
@@ -296,20 +332,67 @@ TEST_F(HttpServerTest, StreamsAreChunkedOnTheirOwnThreadsUpToTheirLimit) {
   EXPECT_THAT(watcher.read_to_close(), HasSubstr("\r\n0\r\n\r\n"));
 }
 
-TEST_F(HttpServerTest, StopEndsOpenConnectionsAndStreams) {
+TEST_F(HttpServerTest, StopEndsOpenConnectionsAndStreamsAtOnce) {
   start();
   RawClient idle(port_);
   RawClient partial(port_);
   partial.send("GET /hello/x HTTP/1.1\r\n");
   RawClient watcher(port_);
-  watcher.send("GET /stream HTTP/1.1\r\n\r\n");
-  watcher.read_until([](const std::string& got) { return got.find("piece 2") != got.npos; });
-  release_streams_ = true;
+  watcher.send("GET /forever HTTP/1.1\r\n\r\n");
+  watcher.read_until([](const std::string& got) { return got.find("tick") != got.npos; });
+  const auto before = std::chrono::steady_clock::now();
   server_->stop();
-  idle.read_to_close(std::chrono::seconds(2));
-  partial.read_to_close(std::chrono::seconds(2));
-  EXPECT_TRUE(idle.closed());
-  EXPECT_TRUE(partial.closed());
+  EXPECT_LT(std::chrono::steady_clock::now() - before, std::chrono::seconds(2))
+      << "a stream that never ends by itself held stop()";
+  for (RawClient* client : {&idle, &partial, &watcher}) {
+    client->read_to_close(std::chrono::seconds(2));
+    EXPECT_TRUE(client->closed());
+  }
+}
+
+TEST_F(HttpServerTest, AClientThatNeverReadsItsAnswersHoldsAtMostItsShareOfWorkers) {
+  ServerLimits limits;
+  limits.workers = 2;
+  limits.max_busy_per_client = 1;
+  limits.head_timeout = absl::Seconds(30);  // answers are not cut off during the test
+  start(limits);
+  // Four connections, each with twenty pipelined requests for 1 MiB answers, none of them read:
+  // once the sockets' buffers are full, each connection's worker waits to write the rest.
+  std::vector<std::unique_ptr<RawClient>> greedy;
+  std::string requests;
+  for (int i = 0; i < 20; ++i) requests += "GET /big HTTP/1.1\r\n\r\n";
+  for (int i = 0; i < 4; ++i) {
+    greedy.push_back(std::make_unique<RawClient>(port_));
+    greedy.back()->send(requests);
+  }
+  // Time for the answers to fill every buffer on the way (loopback's are several MiB).
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  // Another client is answered by the other worker, at once.
+  RawClient other(port_, "127.0.0.2");
+  other.send("GET /hello/other HTTP/1.1\r\nConnection: close\r\n\r\n");
+  EXPECT_THAT(other.read_to_close(std::chrono::seconds(5)), HasSubstr("hello other"));
+}
+
+TEST_F(HttpServerTest, BodiesInFlightShareABudgetAndABodyBeyondItIsRefusedUnread) {
+  ServerLimits limits;
+  limits.max_buffered_body_bytes = 100;
+  start(limits);
+  RawClient first(port_);
+  first.send("POST /echo HTTP/1.1\r\nAuthorization: yes\r\nContent-Length: 80\r\n\r\nabc");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  RawClient second(port_);
+  second.send("POST /echo HTTP/1.1\r\nAuthorization: yes\r\nContent-Length: 80\r\n\r\n");
+  const std::string refused = second.read_to_close();
+  EXPECT_THAT(refused, StartsWith("HTTP/1.1 503"));
+  EXPECT_THAT(refused, HasSubstr("Retry-After: 1\r\n"));
+  // The first body completes, and its budget is free again.
+  first.send(std::string(77, 'x'));
+  EXPECT_THAT(first.read_until([](const std::string& got) { return got.find("xxx") != got.npos; }),
+              StartsWith("HTTP/1.1 200"));
+  RawClient third(port_);
+  third.send("POST /echo HTTP/1.1\r\nAuthorization: yes\r\nContent-Length: 80\r\n"
+             "Connection: close\r\n\r\n" + std::string(80, 'y'));
+  EXPECT_THAT(third.read_to_close(), StartsWith("HTTP/1.1 200"));
 }
 
 TEST(RequestTest, QueryValuesAreWholeAndDecodedAndHeadersIgnoreCase) {
