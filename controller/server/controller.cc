@@ -109,10 +109,12 @@ absl::StatusOr<FleetView> Controller::load_view(StoreTransaction& tx,
 }
 
 PlannerInputs Controller::planner_inputs(const FleetView& view,
-                                         const std::vector<MigrationInProgress>& migrations) {
+                                         const std::vector<MigrationInProgress>& migrations,
+                                         const std::map<std::string, RevisionPlan>* revisions) {
   PlannerInputs inputs;
   inputs.view = &view;
   inputs.migrations = &migrations;
+  inputs.revisions = revisions;
   inputs.compose = [this](const std::string& app_name, const v1::AppSpec& app,
                           const v1::DeviceProfile& profile, const v1::Placement& placement) {
     return composer_->compose(app_name, app, profile, placement, /*build=*/true);
@@ -181,7 +183,8 @@ absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string
   }
   const absl::Time now = absl::Now();
   const ExistingInstances indexed = index_existing(existing, migrations);
-  const PlannerInputs inputs = planner_inputs(*view, migrations);
+  const std::map<std::string, RevisionPlan> revisions = revision_plans(*view, only.empty());
+  const PlannerInputs inputs = planner_inputs(*view, migrations, &revisions);
   std::set<std::string> planned_names;
   std::set<std::string> stored_compositions;  // looked up (and stored if new) in this replan
   uint64_t examined = 0;

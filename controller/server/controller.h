@@ -123,6 +123,15 @@ class Controller {
   // Pings every connected agent, and disconnects those silent for kSilentPings intervals.
   void ping_all();
   absl::Status flush_reported_state();
+  // Moves staged rollouts on (rollout.h): checks each PROGRESSING wave's health gate and bake
+  // time on what its devices report at `now`, and starts the next wave, completes, halts or
+  // rolls back, storing the decision and replanning. The daemon calls it every few hundred
+  // milliseconds; tests call it with the time they mean.
+  absl::Status advance_rollouts(absl::Time now);
+  // An operator's action on a deployment's rollout (FleetService.ControlRollout): stored, and
+  // the fleet replanned; returns the deployment as operators read it then.
+  absl::StatusOr<tenon::v1::Deployment> control_rollout(
+      const tenon::v1::ControlRolloutRequest& request);
   ControllerSnapshot snapshot() const;
   const ControllerConfig& config() const { return config_; }
 
@@ -138,8 +147,24 @@ class Controller {
     std::map<std::string, std::map<std::string, std::string>> plan_errors;  // device -> ...
   };
 
+  // `revisions` may be null: every deployment's stored spec and app (dry runs and diffs).
   PlannerInputs planner_inputs(const FleetView& view,
-                               const std::vector<MigrationInProgress>& migrations);
+                               const std::vector<MigrationInProgress>& migrations,
+                               const std::map<std::string, RevisionPlan>* revisions = nullptr);
+  // ---- The rollout engine's side (rollout_engine.cc) ----
+  // Makes a revision of each of these deployments whose spec or app changed in what reaches the
+  // instances, and starts rolling it out (stored with the deployment; `view` follows).
+  absl::Status start_revisions(StoreTransaction& tx, FleetView& view,
+                               const std::set<std::string>& changed, absl::Time now);
+  // What each deployment's instances are to run, for a replan. `view_is_whole`: the view holds
+  // every device (else staged rollouts read the selected devices from the object cache).
+  std::map<std::string, RevisionPlan> revision_plans(const FleetView& view, bool view_is_whole)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mutex_);
+  // The devices a staged rollout's waves have reached, remembered per (revision, wave).
+  std::set<std::string> admitted_devices(const std::string& name,
+                                         const tenon::v1::Deployment& deployment,
+                                         const FleetView* whole_view)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mutex_);
   // Every App and Deployment, and every Device or only these.
   absl::StatusOr<FleetView> load_view(StoreTransaction& tx,
                                       const std::set<std::string>& only_devices);
@@ -149,7 +174,7 @@ class Controller {
   absl::Status replan(StoreTransaction& tx, const std::set<std::string>& only,
                       ReplanOutcome* outcome, const std::set<std::string>* must_place = nullptr);
   // Fields the API accepts that nothing acts on yet are refused with the reason, rather than
-  // stored and ignored: staged rollouts, the latency composition policy, SOFT and BEST_EFFORT
+  // stored and ignored: the latency composition policy, SOFT and BEST_EFFORT
   // tasks (the analysis treats every task as HARD). UNIMPLEMENTED naming the field.
   static absl::Status check_acted_on(const tenon::v1::Object& object);
   static absl::Status check_acted_on(const tenon::v1::AppSpec& app, const std::string& where);
@@ -192,6 +217,13 @@ class Controller {
   FleetReader reader_;
   // Serialises the write path: planning and the transaction that stores the plan.
   absl::Mutex write_mutex_;
+  struct Admission {
+    uint64_t revision = 0;
+    uint32_t wave = 0;
+    uint32_t waves = 0;
+    std::set<std::string> devices;
+  };
+  std::map<std::string, Admission> admissions_ ABSL_GUARDED_BY(write_mutex_);
   std::atomic<uint64_t> planner_instances_examined_ = 0;
   std::atomic<uint64_t> image_transfers_ = 0;
   std::atomic<uint64_t> image_bytes_sent_ = 0;

@@ -2,6 +2,7 @@
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <filesystem>
@@ -102,6 +103,7 @@ int main(int argc, char** argv) {
   absl::Duration ping_interval = absl::Seconds(5);
   absl::Duration telemetry_interval = absl::Seconds(1);
   absl::Duration flush_interval = absl::Seconds(1);
+  absl::Duration rollout_interval = absl::Seconds(1);
   uint64_t scheduling_overhead_ns = 2'000;
   size_t console_tail_bytes = 16 << 10;
   absl::Duration migration_step_timeout = absl::Seconds(60);
@@ -130,6 +132,8 @@ int main(int argc, char** argv) {
                                     "time between telemetry reports agents are asked for");
   tenon::flags::add_duration_option(app, "--flush-interval", &flush_interval,
                                     "time between writes of reported device and instance state");
+  tenon::flags::add_duration_option(app, "--rollout-interval", &rollout_interval,
+                                    "time between checks of staged rollouts' health gates and waves");
   app.add_option("--scheduling-overhead-ns", scheduling_overhead_ns,
                  "per-job scheduler cost charged in schedulability analysis")
       ->capture_default_str();
@@ -233,13 +237,27 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGPIPE, SIG_IGN);
   absl::Time next_ping = absl::Now() + config.ping_interval;
-  while (!stop.WaitForNotificationWithTimeout(flush_interval)) {
-    if (absl::Status flushed = controller.flush_reported_state(); !flushed.ok()) {
-      log_line(absl::StrCat("flush: ", flushed.message()));
+  absl::Time next_flush = absl::Now() + flush_interval;
+  absl::Time next_rollout_check = absl::Now() + rollout_interval;
+  while (!stop.WaitForNotificationWithTimeout(
+      std::max(absl::Milliseconds(10),
+               std::min({next_ping, next_flush, next_rollout_check}) - absl::Now()))) {
+    const absl::Time now = absl::Now();
+    if (now >= next_flush) {
+      if (absl::Status flushed = controller.flush_reported_state(); !flushed.ok()) {
+        log_line(absl::StrCat("flush: ", flushed.message()));
+      }
+      next_flush = now + flush_interval;
     }
-    if (absl::Now() >= next_ping) {
+    if (now >= next_ping) {
       controller.ping_all();
-      next_ping = absl::Now() + config.ping_interval;
+      next_ping = now + config.ping_interval;
+    }
+    if (now >= next_rollout_check) {
+      if (absl::Status advanced = controller.advance_rollouts(now); !advanced.ok()) {
+        log_line(absl::StrCat("rollouts: ", advanced.message()));
+      }
+      next_rollout_check = now + rollout_interval;
     }
   }
   log_line("stopping");

@@ -221,6 +221,7 @@ void FleetReader::fill_instance_status(v1::Instance* instance) const {
 void FleetReader::fill_deployment_status(v1::Deployment* deployment) const {
   Rollup key;
   key.cache_version = cache_->resource_version();
+  key.deployment_version = deployment->metadata().resource_version();
   key.reported_version = reported_->version();
   key.sessions_version = sessions_->version();
   key.plan_errors_version = plan_errors_version_.load();
@@ -235,7 +236,7 @@ void FleetReader::fill_deployment_status(v1::Deployment* deployment) const {
                              cached.reported_version == key.reported_version &&
                              cached.sessions_version == key.sessions_version &&
                              cached.plan_errors_version == key.plan_errors_version;
-      if (cached.status.observed_generation() == deployment->metadata().generation() &&
+      if (cached.deployment_version == key.deployment_version &&
           (unchanged || now - cached.computed < kRollupMaxAge)) {
         *deployment->mutable_status() = cached.status;
         return;
@@ -256,9 +257,12 @@ void FleetReader::fill_deployment_status(v1::Deployment* deployment) const {
 }
 
 v1::DeploymentStatus FleetReader::roll_up(const v1::Deployment& deployment_object) const {
-  v1::DeploymentStatus rolled_up;
+  // The rollout engine's part (revisions, wave, a stopped rollout's phase and reason) is stored
+  // with the deployment; the counts are the devices' and are computed here.
+  v1::DeploymentStatus rolled_up = deployment_object.status();
   v1::DeploymentStatus* status = &rolled_up;
   const v1::Deployment* deployment = &deployment_object;
+  const uint64_t revision = status->revision();
   const std::string& name = deployment->metadata().name();
   status->set_observed_generation(deployment->metadata().generation());
   const uint32_t matched = cache_->count_devices([&](const v1::Device& device) {
@@ -275,10 +279,12 @@ v1::DeploymentStatus FleetReader::roll_up(const v1::Deployment& deployment_objec
     const v1::InstanceState state = observed[i].state;
     if (state == v1::INSTANCE_STATE_RUNNING) ++running;
     if (state == v1::INSTANCE_STATE_FAULTED || state == v1::INSTANCE_STATE_CRASHED) ++failed;
-    if (observed[i].image_digest == instance.spec().image_digest() &&
-        instance.spec().deployment_generation() == deployment->metadata().generation()) {
-      ++updated;
-    }
+    // Updated: it runs what the deployment's current revision (or, for deployments made
+    // before revisions were kept, its current generation) says.
+    const bool current = revision != 0 ? instance.spec().revision() == revision
+                                       : instance.spec().deployment_generation() ==
+                                             deployment->metadata().generation();
+    if (observed[i].image_digest == instance.spec().image_digest() && current) ++updated;
   }
   status->set_running_instances(running);
   status->set_updated_instances(updated);
@@ -293,12 +299,25 @@ v1::DeploymentStatus FleetReader::roll_up(const v1::Deployment& deployment_objec
       }
     }
   }
-  const bool complete = problems.empty() && running == matched && updated == matched;
-  status->set_phase(complete ? v1::ROLLOUT_PHASE_COMPLETE : v1::ROLLOUT_PHASE_PROGRESSING);
-  status->set_message(problems.empty()
-                          ? absl::StrFormat("%d of %d matched devices run the current generation",
-                                            std::min(running, updated), matched)
-                          : absl::StrJoin(problems, "; "));
+  const v1::RolloutPhase stored_phase = status->phase();
+  const bool stopped = stored_phase == v1::ROLLOUT_PHASE_HALTED ||
+                       stored_phase == v1::ROLLOUT_PHASE_PAUSED ||
+                       stored_phase == v1::ROLLOUT_PHASE_ROLLED_BACK;
+  const bool in_waves = stored_phase == v1::ROLLOUT_PHASE_PROGRESSING && status->wave() > 0;
+  if (stopped || in_waves) {
+    // The engine's phase and its reason stand; plan errors come after it.
+    if (!problems.empty()) {
+      status->set_message(absl::StrCat(status->message(), "; ", absl::StrJoin(problems, "; ")));
+    }
+  } else {
+    const bool complete = problems.empty() && running == matched && updated == matched;
+    status->set_phase(complete ? v1::ROLLOUT_PHASE_COMPLETE : v1::ROLLOUT_PHASE_PROGRESSING);
+    status->set_message(
+        problems.empty()
+            ? absl::StrFormat("%d of %d matched devices run the current revision",
+                              std::min(running, updated), matched)
+            : absl::StrJoin(problems, "; "));
+  }
   *status->mutable_update_time() = time::to_proto(absl::Now());
   return rolled_up;
 }

@@ -79,6 +79,9 @@ class FleetReader {
   // What a roll-up was computed from, and the result.
   struct Rollup {
     uint64_t cache_version = 0;
+    // The deployment's own resource version: the rollout engine's part of its status is stored
+    // with it, so a stored change is never served from an older roll-up.
+    uint64_t deployment_version = 0;
     uint64_t reported_version = 0;
     uint64_t sessions_version = 0;
     uint64_t plan_errors_version = 0;

@@ -298,6 +298,13 @@ grpc::Status FleetServiceImpl::CreateBootstrapToken(grpc::ServerContext* context
                [&] { return assign(controller_->create_bootstrap_token(*request), response); });
 }
 
+grpc::Status FleetServiceImpl::ControlRollout(grpc::ServerContext* context,
+                                              const v1::ControlRolloutRequest* request,
+                                              v1::Deployment* response) {
+  return serve(context, "ControlRollout",
+               [&] { return assign(controller_->control_rollout(*request), response); });
+}
+
 AgentServiceImpl::AgentServiceImpl(Controller* controller, ApiMetrics* metrics)
     : controller_(controller), metrics_(metrics) {}
 

@@ -49,6 +49,9 @@ class FleetServiceImpl final
   grpc::Status CreateBootstrapToken(grpc::ServerContext* context,
                                     const tenon::v1::CreateBootstrapTokenRequest* request,
                                     tenon::v1::CreateBootstrapTokenResponse* response) override;
+  grpc::Status ControlRollout(grpc::ServerContext* context,
+                              const tenon::v1::ControlRolloutRequest* request,
+                              tenon::v1::Deployment* response) override;
 
  private:
   template <typename Call>

@@ -139,10 +139,21 @@ absl::StatusOr<v1::ApplyResponse> Controller::apply(const v1::ApplyRequest& requ
       return absl::OkStatus();
     }
     std::set<std::string> changed_deployments;
+    std::set<std::string> changed_apps;
     for (const v1::Object& object : to_store) {
       if (absl::Status put = tx.put_object(object); !put.ok()) return put;
       if (object.has_deployment())
         changed_deployments.insert(object.deployment().metadata().name());
+      if (object.has_app()) changed_apps.insert(object.app().metadata().name());
+    }
+    // A changed deployment, or one whose app changed, gets a new revision (when what reaches its
+    // instances changed) and its rollout starts.
+    std::set<std::string> revised = changed_deployments;
+    for (const auto& [name, deployment] : view->deployments) {
+      if (changed_apps.contains(deployment.spec().app())) revised.insert(name);
+    }
+    if (absl::Status started = start_revisions(tx, *view, revised, now); !started.ok()) {
+      return started;
     }
     // A changed deployment places its instances afresh: instances that migrated away from the
     // device they are named after go back to where the selector puts them.
@@ -193,12 +204,6 @@ absl::Status Controller::check_acted_on(const v1::Object& object) {
   if (!object.has_deployment()) return absl::OkStatus();
   const v1::DeploymentSpec& spec = object.deployment().spec();
   const std::string where = absl::StrCat("Deployment ", object.deployment().metadata().name());
-  if (spec.has_rollout() && spec.rollout().ByteSizeLong() > 0) {
-    return absl::UnimplementedError(absl::StrCat(
-        where,
-        ": spec.rollout: staged rollouts (waves, bake time, health gate, rollback) are not "
-        "acted on yet; without it a change reaches every selected device at once"));
-  }
   if (spec.composition_policy() == v1::COMPOSITION_POLICY_MINIMISE_LATENCY) {
     return absl::UnimplementedError(
         absl::StrCat(where,

@@ -58,19 +58,32 @@ absl::StatusOr<PlannedInstance> compose_for(const PlannerInputs& inputs,
                                             const v1::Deployment& deployment,
                                             const v1::Device& device) {
   const FleetView& view = *inputs.view;
-  auto app = view.apps.find(deployment.spec().app());
-  if (app == view.apps.end()) {
-    return absl::NotFoundError(absl::StrCat("app ", deployment.spec().app(), " does not exist"));
+  const RevisionPlan* revision = nullptr;
+  if (inputs.revisions != nullptr) {
+    auto found = inputs.revisions->find(deployment_name);
+    if (found != inputs.revisions->end()) revision = &found->second;
+  }
+  // The revision's spec and app when the rollout engine names one, else the stored ones.
+  const v1::DeploymentSpec& deployment_spec =
+      revision != nullptr ? revision->spec : deployment.spec();
+  v1::AppSpec app_spec;
+  if (revision != nullptr) {
+    app_spec = revision->app;
+  } else {
+    auto app = view.apps.find(deployment_spec.app());
+    if (app == view.apps.end()) {
+      return absl::NotFoundError(absl::StrCat("app ", deployment_spec.app(), " does not exist"));
+    }
+    app_spec = app->second.spec();
   }
   // Declared channels need the ivc library in the image.
-  v1::AppSpec app_spec = app->second.spec();
-  if (deployment.spec().channels_size() > 0 &&
+  if (deployment_spec.channels_size() > 0 &&
       std::find(app_spec.needs().begin(), app_spec.needs().end(), "ivc") ==
           app_spec.needs().end()) {
     app_spec.add_needs("ivc");
   }
   absl::StatusOr<ComposedApp> composed = inputs.compose(
-      app->first, app_spec, device.status().profile(), deployment.spec().placement());
+      deployment_spec.app(), app_spec, device.status().profile(), deployment_spec.placement());
   if (!composed.ok()) return composed.status();
   const std::string& device_name = device.metadata().name();
   PlannedInstance planned;
@@ -79,21 +92,21 @@ absl::StatusOr<PlannedInstance> compose_for(const PlannerInputs& inputs,
   desired.set_deployment(deployment_name);
   desired.set_image_digest(composed->composition->image_digest());
   desired.set_image_size_bytes(composed->composition->image_size_bytes());
-  *desired.mutable_placement() = deployment.spec().placement();
+  *desired.mutable_placement() = deployment_spec.placement();
   desired.mutable_placement()->set_memory_bytes(composed->memory_bytes);
   desired.set_state(v1::DESIRED_INSTANCE_STATE_RUNNING);
-  desired.set_restart_policy(deployment.spec().restart_policy() == v1::RESTART_POLICY_UNSPECIFIED
+  desired.set_restart_policy(deployment_spec.restart_policy() == v1::RESTART_POLICY_UNSPECIFIED
                                  ? v1::RESTART_POLICY_ON_FAILURE
-                                 : deployment.spec().restart_policy());
-  *desired.mutable_runtime() = deployment.spec().runtime();
-  *desired.mutable_channels() = deployment.spec().channels();
+                                 : deployment_spec.restart_policy());
+  *desired.mutable_runtime() = deployment_spec.runtime();
+  *desired.mutable_channels() = deployment_spec.channels();
   if (desired.runtime().stack_bytes() == 0) {
     desired.mutable_runtime()->set_stack_bytes(kBootStackBytes);
   }
   v1::InstanceSpec& spec = planned.spec;
   spec.set_deployment(deployment_name);
   spec.set_device(device_name);
-  spec.set_app(app->first);
+  spec.set_app(deployment_spec.app());
   spec.set_composition(composed->composition->metadata().name());
   spec.set_image_digest(desired.image_digest());
   *spec.mutable_placement() = desired.placement();
@@ -102,6 +115,7 @@ absl::StatusOr<PlannedInstance> compose_for(const PlannerInputs& inputs,
   spec.set_deployment_generation(deployment.metadata().generation());
   *spec.mutable_runtime() = desired.runtime();
   *spec.mutable_channels() = desired.channels();
+  spec.set_revision(revision != nullptr ? revision->revision : 0);
   planned.composition = std::move(composed->composition);
   return planned;
 }
@@ -221,6 +235,18 @@ DevicePlan plan_device(const PlannerInputs& inputs, const v1::Device& device,
         if (kept != pins->end()) plan.instances.push_back(planned_from_spec(inputs, kept->second));
       }
       continue;
+    }
+    if (pins != nullptr && inputs.revisions != nullptr) {
+      // Not yet reached by a staged rollout's waves: it keeps what it runs, as it is.
+      auto revision = inputs.revisions->find(name);
+      if (revision != inputs.revisions->end() && revision->second.admitted.has_value() &&
+          !revision->second.admitted->contains(device_name)) {
+        auto kept = pins->find(own_name);
+        if (kept != pins->end()) {
+          plan.instances.push_back(planned_from_spec(inputs, kept->second));
+          continue;
+        }
+      }
     }
     absl::StatusOr<PlannedInstance> planned = compose_for(inputs, name, deployment, device);
     if (!planned.ok()) {

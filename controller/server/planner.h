@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -59,9 +60,22 @@ using ComposeFunction = std::function<absl::StatusOr<ComposedApp>(
     const tenon::v1::DeviceProfile& profile, const tenon::v1::Placement& placement)>;
 using ImageSizeFunction = std::function<uint64_t(const std::string& digest)>;
 
+// What a deployment's instances are to run (the rollout engine's part of a plan): a revision's
+// spec and app, and while a staged rollout runs or is halted, the devices its waves have reached.
+struct RevisionPlan {
+  uint64_t revision = 0;  // stamped into InstanceSpec.revision
+  tenon::v1::DeploymentSpec spec;
+  tenon::v1::AppSpec app;
+  // Set while waves restrict the rollout: a device outside keeps the instance it runs, as it is;
+  // a device that runs none gets this revision.
+  std::optional<std::set<std::string>> admitted;
+};
+
 struct PlannerInputs {
   const FleetView* view = nullptr;
   const std::vector<MigrationInProgress>* migrations = nullptr;
+  // By deployment; a deployment without one runs its stored spec and app (revision 0).
+  const std::map<std::string, RevisionPlan>* revisions = nullptr;
   ComposeFunction compose;
   ImageSizeFunction image_size;
 };

@@ -52,6 +52,7 @@ absl::StatusCode code_of_http_status(int status) {
     case 405: return absl::StatusCode::kUnimplemented;
     case 408: return absl::StatusCode::kDeadlineExceeded;
     case 413:
+    case 414:
     case 429: return absl::StatusCode::kResourceExhausted;
     case 503: return absl::StatusCode::kUnavailable;
     default: return absl::StatusCode::kInternal;
@@ -131,6 +132,10 @@ RestApi::RestApi(Controller* controller, Store* store, ApiMetrics* metrics,
 RestApi::~RestApi() { stop(); }
 
 std::vector<std::pair<std::string, std::string>> RestApi::readiness_checks() {
+  // Probes need no token, so anyone may ask: the answer is reused for a second, and a flood of
+  // probes costs one store transaction a second.
+  absl::MutexLock lock(&readiness_mutex_);
+  if (absl::Now() - readiness_time_ < kReadinessReuse) return readiness_;
   std::vector<std::pair<std::string, std::string>> checks;
   // The store answers now: a transaction that only reads a counter still takes the store's
   // transaction (and SQLite's write lock, or a PostgreSQL connection), so a store that is locked
@@ -143,6 +148,8 @@ std::vector<std::pair<std::string, std::string>> RestApi::readiness_checks() {
   // Controller::create reads every stored object into the object cache before it returns, and
   // main starts this server only after that, so whenever /readyz can be asked the cache is primed.
   checks.emplace_back("object-cache", "ok");
+  readiness_ = checks;
+  readiness_time_ = absl::Now();
   return checks;
 }
 
@@ -163,6 +170,16 @@ void RestApi::install_routes() {
                                  "method ", request.method, " is not part of the API")));
       response.status = 405;
       response.headers.push_back({"Allow", "GET, HEAD, POST, DELETE"});
+      return response;
+    }
+    // Only an API call (POST under /v1/, which needs the token) has a body: any other request
+    // that announces one is refused before a byte of it is read.
+    const std::string length = request.header("Content-Length");
+    if (!length.empty() && length != "0" &&
+        (request.method != "POST" || request.path.rfind("/v1/", 0) != 0)) {
+      reply_status(response, absl::InvalidArgumentError(absl::StrCat(
+                                 request.method, " ", request.path.substr(0, 80),
+                                 " takes no request body")));
       return response;
     }
     if (request.path.rfind("/v1/", 0) != 0 ||
@@ -338,6 +355,17 @@ void RestApi::install_routes() {
       route("Apply", post_handler<v1::ApplyRequest>([this](const v1::ApplyRequest& request) {
               return controller_->apply(request);
             })));
+  server_->route(
+      "POST", "/v1/deployments/([a-z0-9-]+)/rollout",
+      route("ControlRollout", [this](const http::Request& request, http::Response& response) {
+        v1::ControlRolloutRequest control;
+        if (absl::Status parsed = parse_body(request, &control); !parsed.ok()) return parsed;
+        control.set_deployment(request.matches[1]);
+        absl::StatusOr<v1::Deployment> result = controller_->control_rollout(control);
+        if (!result.ok()) return result.status();
+        reply_message(response, *result);
+        return absl::OkStatus();
+      }));
   server_->route("POST", "/v1/diff",
                 route("Diff", post_handler<v1::DiffRequest>([this](const v1::DiffRequest& request) {
                         return controller_->diff(request);

@@ -9,6 +9,8 @@
 //   DELETE /v1/{kind}/{name}[?force=true&expected_generation=N]        Delete
 //   GET    /v1/instances/{name}/logs[?tail_bytes=N]                     held console bytes
 //   POST   /v1/apply | /v1/diff | /v1/compose | /v1/bootstrap-tokens   body: the request message
+//   POST   /v1/deployments/{name}/rollout  body: ControlRolloutRequest (e.g. {"action":
+//          "ACTION_PAUSE"}); answers the Deployment
 //   GET    /metrics                                                   Prometheus text, no token
 //   GET    /healthz                                                   "ok": the process serves
 //   GET    /readyz[?verbose]                                          readiness, below
@@ -30,6 +32,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "api_metrics.h"
 #include "controller.h"
 #include "http/http_server.h"
@@ -59,6 +63,10 @@ class RestApi {
   ApiMetrics* metrics_;
   std::string operator_token_;
   std::unique_ptr<http::Server> server_;
+  static constexpr absl::Duration kReadinessReuse = absl::Seconds(1);
+  absl::Mutex readiness_mutex_;
+  std::vector<std::pair<std::string, std::string>> readiness_ ABSL_GUARDED_BY(readiness_mutex_);
+  absl::Time readiness_time_ ABSL_GUARDED_BY(readiness_mutex_) = absl::InfinitePast();
 };
 
 }  // namespace tenon::controller

@@ -502,3 +502,130 @@ int run_migrate(const ClientConfig& config, const FleetOptions& options) {
 }
 
 }  // namespace tenon::controller
+
+namespace tenon::controller {
+
+int run_rollout_status(const ClientConfig& config, const FleetOptions& options) {
+  absl::StatusOr<absl::Duration> deadline =
+      tenon::flags::parse_duration_flag("--deadline", options.rollout_deadline);
+  if (!deadline.ok()) return report_bad_input(std::string(deadline.status().message()));
+  FleetClient client(config);
+  const absl::Time give_up = absl::Now() + *deadline;
+  std::string last_line;
+  while (true) {
+    tenon::v1::GetRequest request;
+    request.set_kind(tenon::v1::OBJECT_KIND_DEPLOYMENT);
+    request.set_name(options.name);
+    Object object;
+    const grpc::Status status = client.stub().Get(client.context().get(), request, &object);
+    if (!status.ok()) return report_rpc(status, config);
+    const tenon::v1::DeploymentStatus& rollout = object.deployment().status();
+    const std::string phase = enum_display_name(tenon::v1::RolloutPhase_descriptor(),
+                                                rollout.phase());
+    const std::string line =
+        absl::StrCat("deployment/", options.name, " revision ", rollout.revision(), ": ", phase,
+                     ": ", rollout.message());
+    if (line != last_line && options.output != "json") std::cout << line << std::endl;
+    last_line = line;
+    int exit_code = -1;
+    switch (rollout.phase()) {
+      case tenon::v1::ROLLOUT_PHASE_COMPLETE:
+        exit_code = kExitOk;
+        break;
+      case tenon::v1::ROLLOUT_PHASE_HALTED:
+        exit_code = kExitRolloutHalted;
+        break;
+      case tenon::v1::ROLLOUT_PHASE_ROLLED_BACK:
+        exit_code = kExitRolloutRolledBack;
+        break;
+      default:
+        if (absl::Now() >= give_up) {
+          std::cerr << "tenonctl: deployment/" << options.name << ": rollout not done after "
+                    << absl::FormatDuration(*deadline) << "\n";
+          exit_code = kExitRolloutTimedOut;
+        }
+        break;
+    }
+    if (exit_code >= 0) {
+      if (options.output == "json") {
+        std::string text;
+        google::protobuf::util::JsonPrintOptions print;
+        print.preserve_proto_field_names = true;
+        print.add_whitespace = true;
+        (void)google::protobuf::util::MessageToJsonString(rollout, &text, print);
+        std::cout << text;
+      }
+      return exit_code;
+    }
+    absl::SleepFor(absl::Milliseconds(500));
+  }
+}
+
+int run_rollout_control(const ClientConfig& config, const FleetOptions& options) {
+  tenon::v1::ControlRolloutRequest request;
+  request.set_deployment(options.name);
+  if (options.rollout_action == "pause") {
+    request.set_action(tenon::v1::ControlRolloutRequest::ACTION_PAUSE);
+  } else if (options.rollout_action == "resume") {
+    request.set_action(tenon::v1::ControlRolloutRequest::ACTION_RESUME);
+  } else if (options.rollout_action == "abort") {
+    request.set_action(tenon::v1::ControlRolloutRequest::ACTION_ABORT);
+  } else if (options.rollout_action == "undo") {
+    request.set_action(tenon::v1::ControlRolloutRequest::ACTION_UNDO);
+    request.set_revision(options.to_revision);
+  } else {
+    return report_bad_input("rollout: pause, resume, abort or undo");
+  }
+  FleetClient client(config);
+  tenon::v1::Deployment deployment;
+  const grpc::Status status =
+      client.stub().ControlRollout(client.context().get(), request, &deployment);
+  if (!status.ok()) return report_rpc(status, config);
+  const tenon::v1::DeploymentStatus& rollout = deployment.status();
+  std::cout << "deployment/" << options.name << " revision " << rollout.revision() << ": "
+            << enum_display_name(tenon::v1::RolloutPhase_descriptor(), rollout.phase()) << ": "
+            << rollout.message() << "\n";
+  return kExitOk;
+}
+
+int run_rollout_history(const ClientConfig& config, const FleetOptions& options) {
+  FleetClient client(config);
+  tenon::v1::GetRequest request;
+  request.set_kind(tenon::v1::OBJECT_KIND_DEPLOYMENT);
+  request.set_name(options.name);
+  Object object;
+  const grpc::Status status = client.stub().Get(client.context().get(), request, &object);
+  if (!status.ok()) return report_rpc(status, config);
+  const tenon::v1::DeploymentStatus& rollout = object.deployment().status();
+  if (options.output == "json") {
+    std::string text;
+    google::protobuf::util::JsonPrintOptions print;
+    print.preserve_proto_field_names = true;
+    print.add_whitespace = true;
+    (void)google::protobuf::util::MessageToJsonString(rollout, &text, print);
+    std::cout << text;
+    return kExitOk;
+  }
+  auto when = [](const google::protobuf::Timestamp& timestamp) {
+    absl::StatusOr<absl::Time> time = tenon::time::from_proto(timestamp, "time");
+    return time.ok() ? absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", *time, absl::UTCTimeZone())
+                     : std::string("<invalid>");
+  };
+  std::cout << absl::StrFormat("%-9s %-21s %-8s %s\n", "REVISION", "CREATED", "APP", "DIGEST");
+  for (const tenon::v1::DeploymentRevision& revision : rollout.revisions()) {
+    std::cout << absl::StrFormat("%-9s %-21s %-8s %s\n",
+                                 absl::StrCat(revision.number(),
+                                              revision.number() == rollout.revision() ? "*" : ""),
+                                 when(revision.create_time()), revision.spec().app(),
+                                 revision.digest().substr(0, 19));
+  }
+  std::cout << "\n" << absl::StrFormat("%-21s %-4s %-5s %-16s %s\n", "TIME", "REV", "WAVE",
+                                        "REASON", "MESSAGE");
+  for (const tenon::v1::RolloutEvent& event : rollout.events()) {
+    std::cout << absl::StrFormat("%-21s %-4d %-5d %-16s %s\n", when(event.time()),
+                                 event.revision(), event.wave(), event.reason(), event.message());
+  }
+  return kExitOk;
+}
+
+}  // namespace tenon::controller

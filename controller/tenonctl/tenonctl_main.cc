@@ -145,7 +145,8 @@ int main(int argc, char** argv) {
       "unschedulable, does not fit), or diff found differences; 2 bad input (usage, invalid "
       "manifest with file:line: field, INVALID_ARGUMENT); 3 the toolchain or the image cache "
       "failed; 4 not found; 5 cannot reach or authenticate with the controller (UNAVAILABLE, "
-      "UNAUTHENTICATED, PERMISSION_DENIED, DEADLINE_EXCEEDED).");
+      "UNAUTHENTICATED, PERMISSION_DENIED, DEADLINE_EXCEEDED); rollout status: 6 halted, 7 "
+      "rolled back, 8 not done by --deadline.");
   Options options;
   ClientFlags client_flags;
   FleetOptions fleet;
@@ -235,9 +236,45 @@ int main(int argc, char** argv) {
   migrate_command->add_option("--to", fleet.target_device, "Target device")->required();
   migrate_command->add_option("-o,--output", fleet.output, "json for the whole report")
       ->check(CLI::IsMember({"json"}));
+  CLI::App* rollout_command =
+      cli.add_subcommand("rollout", "Follow a deployment's staged rollout");
+  rollout_command->require_subcommand(1);
+  CLI::App* rollout_status_command = rollout_command->add_subcommand(
+      "status",
+      "Wait for a deployment's rollout to end: exit 0 complete, 6 halted, 7 rolled back, 8 "
+      "--deadline passed");
+  rollout_status_command->add_option("deployment", fleet.name, "Deployment name")->required();
+  rollout_status_command->add_option("--deadline", fleet.rollout_deadline,
+                                     "Give up after this long, e.g. 5m (default 10m)")
+      ->type_name("DURATION");
+  rollout_status_command->add_option("-o,--output", fleet.output, "json: the final status")
+      ->check(CLI::IsMember({"json"}));
+  std::vector<CLI::App*> rollout_control_commands;
+  for (const auto& [action, help] : std::vector<std::pair<std::string, std::string>>{
+           {"pause", "Stop starting waves; reached devices keep the new revision"},
+           {"resume", "Go on with a paused or halted rollout from its current wave"},
+           {"abort", "Roll every device back to the previous revision"},
+           {"undo", "Put every device on an earlier kept revision (default: the one before)"}}) {
+    CLI::App* command = rollout_command->add_subcommand(action, help);
+    command->add_option("deployment", fleet.name, "Deployment name")->required();
+    if (action == "undo") {
+      command->add_option("--to-revision", fleet.to_revision,
+                          "Revision to go back to (see rollout history)");
+    }
+    command->callback([&fleet, action = action] { fleet.rollout_action = action; });
+    rollout_control_commands.push_back(command);
+  }
+  CLI::App* rollout_history_command = rollout_command->add_subcommand(
+      "history", "A deployment's kept revisions (* current) and its rollout events");
+  rollout_history_command->add_option("deployment", fleet.name, "Deployment name")->required();
+  rollout_history_command->add_option("-o,--output", fleet.output, "json: revisions and events")
+      ->check(CLI::IsMember({"json"}));
+  for (CLI::App* command : rollout_control_commands) command->fallthrough();
+  rollout_history_command->fallthrough();
   for (CLI::App* command :
        {apply_command, get_command, describe_command, delete_command, diff_command, logs_command,
-        migrate_command, token_command, token_create_command}) {
+        migrate_command, token_command, token_create_command, rollout_command,
+        rollout_status_command}) {
     command->fallthrough();
   }
 
@@ -267,5 +304,8 @@ int main(int argc, char** argv) {
   if (diff_command->parsed()) return run_diff(*client, fleet);
   if (logs_command->parsed()) return run_logs(*client, fleet);
   if (migrate_command->parsed()) return run_migrate(*client, fleet);
+  if (rollout_status_command->parsed()) return run_rollout_status(*client, fleet);
+  if (rollout_history_command->parsed()) return run_rollout_history(*client, fleet);
+  if (!fleet.rollout_action.empty()) return run_rollout_control(*client, fleet);
   return run_token_create(*client, fleet);
 }

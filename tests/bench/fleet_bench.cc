@@ -35,6 +35,7 @@
 #include "crypto/sha256.h"
 #include "flags/duration_flag.h"
 #include "nlohmann/json.hpp"
+#include "example_objects.h"
 #include "simulated_devices.h"
 #include "tenon/v1/agent.grpc.pb.h"
 #include "tenon/v1/fleet.grpc.pb.h"
@@ -292,7 +293,7 @@ std::optional<ControllerProcess> start_controller(const std::string& binary,
     freopen(log.c_str(), "w", stderr);
     execl(binary.c_str(), binary.c_str(), "--data-dir", dir.c_str(), "--listen", "127.0.0.1:0",
           "--http-listen", "127.0.0.1:0", "--ready-file", ready.c_str(), "--ping-interval", "30s",
-          "--telemetry-interval", "10s", nullptr);
+          "--telemetry-interval", "10s", "--rollout-interval", "200ms", nullptr);
     _exit(127);
   }
   for (int i = 0; i < 300 && !std::filesystem::exists(ready); ++i) {
@@ -324,27 +325,7 @@ long rss_kib(pid_t pid, const char* field) {
 // The control loop, scheduled by fixed priority or by EDF: a different policy library, so a
 // different composition and image.
 v1::Object bench_app(v1::SchedulerKind scheduler) {
-  v1::Object object;
-  v1::App* app = object.mutable_app();
-  app->mutable_metadata()->set_name("control");
-  app->mutable_spec()->set_program("control-loop");
-  app->mutable_spec()->set_scheduler(scheduler);
-  const uint64_t pid_wcet_ns = 20'000;
-  struct Task {
-    const char* name;
-    uint64_t period, wcet;
-    uint32_t priority;
-  };
-  for (const Task& task :
-       {Task{"pid", 1'000'000, pid_wcet_ns, 30}, Task{"supervisor", 10'000'000, 300'000, 20},
-        Task{"logger", 100'000'000, 3'000'000, 10}}) {
-    v1::TaskSpec* spec = app->mutable_spec()->add_tasks();
-    spec->set_name(task.name);
-    spec->set_period_ns(task.period);
-    spec->set_wcet_ns(task.wcet);
-    spec->set_priority(task.priority);
-  }
-  return object;
+  return tenon::test_support::control_loop_app(20'000, scheduler);
 }
 
 class Operator {
@@ -542,6 +523,47 @@ nlohmann::json run_fleet(const std::string& controller_binary, int agents, int c
   result["first_rollout"] = rollout(v1::SCHEDULER_KIND_FIXED_PRIORITY, "first rollout");
   result["changed_composition_rollout"] =
       rollout(v1::SCHEDULER_KIND_EARLIEST_DEADLINE_FIRST, "changed composition");
+  // A staged rollout: the same change back, in waves of a tenth of the fleet (the first the
+  // canary), no bake time, the gate open: what the waves themselves cost, apply to COMPLETE.
+  {
+    nlohmann::json phase;
+    v1::Object deployment;
+    v1::Deployment* body = deployment.mutable_deployment();
+    body->mutable_metadata()->set_name("control");
+    body->mutable_spec()->set_app("control");
+    (*body->mutable_spec()->mutable_selector()->mutable_match_labels())["fleet"] = "bench";
+    v1::RolloutPolicy* policy = body->mutable_spec()->mutable_rollout();
+    policy->set_wave_size(std::max(1, agents / 10));
+    policy->set_max_deadline_miss_ratio(1.0);
+    const Clock::time_point applied = Clock::now();
+    grpc::Status applied_status =
+        op.apply({bench_app(v1::SCHEDULER_KIND_FIXED_PRIORITY), deployment});
+    phase["apply_seconds"] = seconds_since(applied);
+    v1::DeploymentStatus status;
+    bool complete = false;
+    while (applied_status.ok() && Clock::now() - applied < limit) {
+      v1::GetRequest get;
+      get.set_kind(v1::OBJECT_KIND_DEPLOYMENT);
+      get.set_name("control");
+      v1::Object object;
+      op.call(&v1::FleetService::Stub::Get, get, &object);
+      status = object.deployment().status();
+      complete = status.phase() == v1::ROLLOUT_PHASE_COMPLETE &&
+                 status.updated_instances() == static_cast<uint32_t>(agents) &&
+                 status.running_instances() == static_cast<uint32_t>(agents);
+      if (complete) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (!applied_status.ok()) phase["error"] = applied_status.error_message();
+    phase["converged"] = complete;
+    phase["complete_seconds"] = seconds_since(applied);
+    phase["waves"] = status.waves();
+    phase["revision"] = status.revision();
+    std::cerr << "fleet_bench: N=" << agents << " staged rollout in " << status.waves()
+              << " waves: " << phase["complete_seconds"].get<double>()
+              << " s, complete=" << complete << "\n";
+    result["staged_rollout"] = phase;
+  }
   probing = false;
   prober.join();
   scraper.join();
@@ -600,7 +622,7 @@ int main(int argc, char** argv) {
   bool failed = false;
   for (const nlohmann::json& fleet : report["fleets"]) {
     if (fleet.contains("error")) failed = true;
-    for (const char* phase : {"first_rollout", "changed_composition_rollout"}) {
+    for (const char* phase : {"first_rollout", "changed_composition_rollout", "staged_rollout"}) {
       if (!fleet.contains(phase)) continue;
       const nlohmann::json& result = fleet[phase];
       if (result.contains("error") || !result.value("converged", false)) failed = true;

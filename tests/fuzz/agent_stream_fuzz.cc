@@ -40,6 +40,7 @@
 #include "google/protobuf/stubs/logging.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "recording_session.h"
+#include "example_objects.h"
 #include "simulated_devices.h"
 #include "sqlite_store.h"
 #include "tenonctl_defaults.h"
@@ -65,27 +66,9 @@ void expect_ok(const absl::Status& status, const char* what) {
 std::vector<v1::Object> fleet_objects() {
   std::vector<v1::Object> objects;
   for (const char* name : {kDeviceA, kDeviceB}) {
-    v1::Object& device = objects.emplace_back();
-    device.mutable_device()->mutable_metadata()->set_name(name);
-    (*device.mutable_device()->mutable_metadata()->mutable_labels())["site"] = "lab";
+    objects.push_back(tenon::test_support::site_device(name, "lab"));
   }
-  v1::App* app = objects.emplace_back().mutable_app();
-  app->mutable_metadata()->set_name("control");
-  app->mutable_spec()->set_program("control-loop");
-  struct Task {
-    const char* name;
-    uint64_t period, wcet;
-    uint32_t priority;
-  };
-  for (const Task& task :
-       {Task{"pid", 1'000'000, 20'000, 30}, Task{"supervisor", 10'000'000, 300'000, 20},
-        Task{"logger", 100'000'000, 3'000'000, 10}}) {
-    v1::TaskSpec* spec = app->mutable_spec()->add_tasks();
-    spec->set_name(task.name);
-    spec->set_period_ns(task.period);
-    spec->set_wcet_ns(task.wcet);
-    spec->set_priority(task.priority);
-  }
+  objects.push_back(tenon::test_support::control_loop_app());
   v1::Deployment* deployment = objects.emplace_back().mutable_deployment();
   deployment->mutable_metadata()->set_name("control");
   deployment->mutable_spec()->set_app("control");

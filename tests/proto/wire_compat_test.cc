@@ -645,6 +645,34 @@ enum tenon.v1.WatchEvent.Type.TYPE_DELETED = 3
 enum tenon.v1.WatchEvent.Type.TYPE_BOOKMARK = 4
 rpc tenon.v1.FleetService.Watch(tenon.v1.WatchRequest) returns (stream tenon.v1.WatchEvent)
 field tenon.v1.SnapshotUpload.error = 4: string
+field tenon.v1.DeploymentRevision.number = 1: uint64
+field tenon.v1.DeploymentRevision.digest = 2: string
+field tenon.v1.DeploymentRevision.spec = 3: tenon.v1.DeploymentSpec
+field tenon.v1.DeploymentRevision.app = 4: tenon.v1.AppSpec
+field tenon.v1.DeploymentRevision.create_time = 5: google.protobuf.Timestamp
+field tenon.v1.DeploymentStatus.revision = 10: uint64
+field tenon.v1.DeploymentStatus.previous_revision = 11: uint64
+field tenon.v1.DeploymentStatus.wave = 12: uint32
+field tenon.v1.DeploymentStatus.waves = 13: uint32
+field tenon.v1.DeploymentStatus.wave_start_time = 14: google.protobuf.Timestamp
+field tenon.v1.DeploymentStatus.revisions = 15: repeated tenon.v1.DeploymentRevision
+field tenon.v1.InstanceSpec.revision = 12: uint64
+field tenon.v1.RolloutEvent.time = 1: google.protobuf.Timestamp
+field tenon.v1.RolloutEvent.revision = 2: uint64
+field tenon.v1.RolloutEvent.wave = 3: uint32
+field tenon.v1.RolloutEvent.reason = 4: string
+field tenon.v1.RolloutEvent.message = 5: string
+field tenon.v1.DeploymentStatus.events = 16: repeated tenon.v1.RolloutEvent
+field tenon.v1.ControlRolloutRequest.deployment = 1: string
+field tenon.v1.ControlRolloutRequest.action = 2: tenon.v1.ControlRolloutRequest.Action
+field tenon.v1.ControlRolloutRequest.revision = 3: uint64
+enum tenon.v1.ControlRolloutRequest.Action.ACTION_UNSPECIFIED = 0
+enum tenon.v1.ControlRolloutRequest.Action.ACTION_PAUSE = 1
+enum tenon.v1.ControlRolloutRequest.Action.ACTION_RESUME = 2
+enum tenon.v1.ControlRolloutRequest.Action.ACTION_ABORT = 3
+enum tenon.v1.ControlRolloutRequest.Action.ACTION_UNDO = 4
+enum tenon.v1.RolloutPhase.ROLLOUT_PHASE_PAUSED = 5
+rpc tenon.v1.FleetService.ControlRollout(tenon.v1.ControlRolloutRequest) returns (tenon.v1.Deployment)
 )golden";
 
 std::string type_of(const FieldDescriptor* field) {

@@ -287,6 +287,52 @@ TEST_F(FleetTest, ApplyConvergesChangesAndDeletesWithTelemetryEverywhere) {
       << tenonctl("get instances").output << agent_->log();
 }
 
+// A pipeline gates on `tenonctl rollout status`: a good revision completes (exit 0); a revision
+// whose app the analysis accepts but which overruns its declared WCET (tenon/apps/overrun) trips
+// the health gate on the deadline misses the device really reports, and is rolled back (exit 7).
+TEST_F(FleetTest, RolloutStatusGatesAPipelineOnRealDeadlineMisses) {
+  bring_up();
+  auto revision = [&](const std::string& app) {
+    std::string manifest = kManifest;
+    manifest.replace(manifest.rfind("app: loop"), 9, "app: " + app);
+    manifest +=
+        "  runtime: {app_run_time: 1h}\n"
+        "  rollout: {wave_size: 1, bake_time: 2s, max_deadline_miss_ratio: 0.2, "
+        "rollback_on_failure: true}\n"
+        "---\napiVersion: tenon/v1\nkind: App\nmetadata: {name: overrun}\n"
+        "spec: {program: overrun}\n";
+    std::ofstream(dir_ + "/revision.yaml") << manifest;
+    return tenonctl("apply -f " + dir_ + "/revision.yaml");
+  };
+  // Revision 2: the same app, run for an hour.
+  ShellResult applied = revision("loop");
+  ASSERT_EQ(applied.exit_code, 0) << applied.output;
+  ShellResult good = tenonctl("rollout status control --deadline 90s");
+  EXPECT_EQ(good.exit_code, 0) << good.output << controller_->log();
+  EXPECT_THAT(good.output, HasSubstr("Complete"));
+  const std::string good_image = instances()[0]["spec"]["image_digest"];
+
+  // Revision 3: the overrunning app, through the pipeline script a CI job runs.
+  revision("overrun");  // writes revision.yaml; the script applies it again (unchanged)
+  ShellResult bad = run_shell(
+      std::string("TENONCTL=") + TENONCTL_BINARY + " TENONCTL_CONFIG=" + dir_ +
+      "/tenonctl.yaml bash " + TENON_SOURCE_DIR + "/deploy/examples/rollout-pipeline.sh " + dir_ +
+      "/revision.yaml control 90s 2>&1");
+  EXPECT_EQ(bad.exit_code, 7) << bad.output << controller_->log();
+  EXPECT_THAT(bad.output, HasSubstr("failed its health gate: deadline misses"));
+  EXPECT_THAT(bad.output, HasSubstr("rolled back to revision 2"));
+  EXPECT_THAT(bad.output, HasSubstr("ROLLED BACK"));
+  ShellResult history = tenonctl("rollout history control");
+  EXPECT_EQ(history.exit_code, 0) << history.output;
+  EXPECT_THAT(history.output, HasSubstr("\n2*"));
+  EXPECT_THAT(history.output, HasSubstr("GateFailed"));
+  EXPECT_THAT(history.output, HasSubstr("RolledBack"));
+  // The device runs revision 2 again.
+  EXPECT_TRUE(eventually(
+      [&] { return converged(1) && instances()[0]["spec"]["image_digest"] == good_image; }, 60s))
+      << tenonctl("get instances -o wide").output;
+}
+
 TEST_F(FleetTest, AgentRestartReattachesWithoutRestartingInstances) {
   bring_up();
   std::vector<tenon::v1::Vm> before = vms();

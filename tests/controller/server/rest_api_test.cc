@@ -231,6 +231,24 @@ sys.stdout.write(received.decode())
   EXPECT_THAT(answers, HasSubstr("\"ready\":true"));
 }
 
+TEST_F(RestApiTest, RolloutsAreControlledUnderTheirDeployment) {
+  Reply missing = call("POST", "/v1/deployments/ghost/rollout", R"({"action": "ACTION_PAUSE"})");
+  EXPECT_EQ(missing.http, 404) << missing.body.dump();
+  ASSERT_EQ(call("POST", "/v1/apply",
+                 R"({"objects": [{"app": {"metadata": {"name": "hello"},
+                     "spec": {"program": "hello"}}},
+                     {"deployment": {"metadata": {"name": "d"}, "spec": {"app": "hello",
+                     "selector": {"match_labels": {"site": "lab"}}}}}]})")
+                .http,
+            200);
+  Reply unset = call("POST", "/v1/deployments/d/rollout", "{}");
+  EXPECT_EQ(unset.http, 400) << unset.body.dump();
+  // No staged rollout is under way: there is nothing to pause.
+  Reply pause = call("POST", "/v1/deployments/d/rollout", R"({"action": "ACTION_PAUSE"})");
+  EXPECT_EQ(pause.http, 400) << pause.body.dump();
+  EXPECT_EQ(pause.body["status"], "FAILED_PRECONDITION");
+}
+
 TEST_F(RestApiTest, SelectorsReadTheWholeTermAndOtherMethodsAreRefusedAtOnce) {
   ASSERT_EQ(call("POST", "/v1/apply",
                  R"({"objects": [{"device": {"metadata": {"name": "edge-1",
@@ -370,8 +388,14 @@ TEST_F(RestApiTest, ReadyzSaysWhetherTheStoreAnswersNowAndHealthzThatTheProcessS
   ASSERT_EQ(sqlite3_open_v2(database.c_str(), &other, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK)
       << sqlite3_errmsg(other);
-  Reply locked = call("GET", "/readyz", "", /*authorized=*/false);
-  EXPECT_EQ(locked.http, 503);
+  // (An answer is reused for a second, so the first probe may still say ready.)
+  Reply locked;
+  ASSERT_TRUE(eventually(
+      [&] {
+        locked = call("GET", "/readyz", "", /*authorized=*/false);
+        return locked.http == 503;
+      },
+      30s));
   EXPECT_EQ(locked.body["ready"], false) << locked.body.dump();
   EXPECT_THAT(locked.body["checks"].value("store", ""), HasSubstr(database));
   EXPECT_THAT(locked.body["checks"].value("store", ""), HasSubstr("database is locked"));
@@ -389,7 +413,8 @@ TEST_F(RestApiTest, ReadyzSaysWhetherTheStoreAnswersNowAndHealthzThatTheProcessS
   // Let go: ready again at once.
   ASSERT_EQ(sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_close(other), SQLITE_OK);
-  EXPECT_EQ(call("GET", "/readyz", "", /*authorized=*/false).http, 200);
+  EXPECT_TRUE(
+      eventually([&] { return call("GET", "/readyz", "", /*authorized=*/false).http == 200; }, 5s));
 }
 
 }  // namespace
