@@ -61,11 +61,18 @@ void set_deadline(grpc::ClientContext& context, absl::Duration limit) {
                        std::chrono::milliseconds(absl::ToInt64Milliseconds(limit)));
 }
 
-// An interval the controller's Welcome names: kept when valid and positive; otherwise the
-// agent goes on with its own (zero here, which its users read as "not said").
+// The longest interval a Welcome may name: the agent waits on them, and a wait of years would
+// overflow the clock's arithmetic.
+constexpr absl::Duration kMaxWelcomeInterval = absl::Hours(1);
+
+// An interval the controller's Welcome names: kept when valid, positive and at most
+// kMaxWelcomeInterval; otherwise the agent goes on with its own (zero here, which its users read
+// as "not said").
 absl::Duration welcome_interval(const google::protobuf::Duration& duration) {
   absl::StatusOr<absl::Duration> interval = tenon::time::from_proto(duration, "interval");
-  return interval.ok() && *interval > absl::ZeroDuration() ? *interval : absl::ZeroDuration();
+  return interval.ok() && *interval > absl::ZeroDuration() && *interval <= kMaxWelcomeInterval
+             ? *interval
+             : absl::ZeroDuration();
 }
 
 std::string code_name(grpc::StatusCode code) {

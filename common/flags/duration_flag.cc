@@ -57,6 +57,13 @@ absl::StatusOr<absl::Duration> parse_duration_flag(absl::string_view flag, absl:
     return absl::InvalidArgumentError(absl::StrCat(
         flag, ": '", text, "' is not a positive, finite duration such as ", kExamples));
   }
+  // Programs add these to clocks and hand them to waits in nanoseconds: a year is far above what
+  // any flag means, and far below where that arithmetic overflows.
+  if (duration > kMaxDurationFlag) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": '", text, "' is longer than ",
+                                                   absl::ToInt64Hours(kMaxDurationFlag) / 24,
+                                                   " days, the longest a flag takes"));
+  }
   return duration;
 }
 

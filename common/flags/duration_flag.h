@@ -12,7 +12,11 @@
 
 namespace tenon::flags {
 
-// The positive, finite duration that `text` gives `flag` (the name is only for the message).
+// The longest duration a flag takes.
+inline constexpr absl::Duration kMaxDurationFlag = absl::Hours(24 * 366);
+
+// The positive, finite duration, at most kMaxDurationFlag, that `text` gives `flag` (the name is
+// only for the message).
 // A bare number such as "5" is refused even though it once meant seconds to some programs:
 // it meant something else to others, so the unit is always written.
 absl::StatusOr<absl::Duration> parse_duration_flag(absl::string_view flag, absl::string_view text);

@@ -184,7 +184,8 @@ absl::Status Controller::replan(StoreTransaction& tx, const std::set<std::string
   const absl::Time now = absl::Now();
   const ExistingInstances indexed = index_existing(existing, migrations);
   const std::map<std::string, RevisionPlan> revisions = revision_plans(*view, only.empty());
-  const PlannerInputs inputs = planner_inputs(*view, migrations, &revisions);
+  PlannerInputs inputs = planner_inputs(*view, migrations, &revisions);
+  inputs.check_unreached = must_place != nullptr;
   std::set<std::string> planned_names;
   std::set<std::string> stored_compositions;  // looked up (and stored if new) in this replan
   uint64_t examined = 0;

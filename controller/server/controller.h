@@ -160,10 +160,11 @@ class Controller {
   // every device (else staged rollouts read the selected devices from the object cache).
   std::map<std::string, RevisionPlan> revision_plans(const FleetView& view, bool view_is_whole)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mutex_);
-  // The devices a staged rollout's waves have reached, remembered per (revision, wave).
-  std::set<std::string> admitted_devices(const std::string& name,
-                                         const tenon::v1::Deployment& deployment,
-                                         const FleetView* whole_view)
+  // The devices a staged rollout's waves have reached, remembered per (deployment uid, revision,
+  // wave); `refresh` computes them afresh (advance_rollouts does, every check).
+  std::shared_ptr<const std::set<std::string>> admitted_devices(
+      const std::string& name, const tenon::v1::Deployment& deployment,
+      const FleetView* whole_view, bool refresh = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mutex_);
   // Every App and Deployment, and every Device or only these.
   absl::StatusOr<FleetView> load_view(StoreTransaction& tx,
@@ -218,10 +219,11 @@ class Controller {
   // Serialises the write path: planning and the transaction that stores the plan.
   absl::Mutex write_mutex_;
   struct Admission {
+    std::string uid;  // the deployment's: one deleted and made again starts afresh
     uint64_t revision = 0;
     uint32_t wave = 0;
     uint32_t waves = 0;
-    std::set<std::string> devices;
+    std::shared_ptr<const std::set<std::string>> devices;
   };
   std::map<std::string, Admission> admissions_ ABSL_GUARDED_BY(write_mutex_);
   std::atomic<uint64_t> planner_instances_examined_ = 0;

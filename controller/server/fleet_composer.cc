@@ -251,6 +251,13 @@ absl::StatusOr<ComposedApp> FleetComposer::compose(const std::string& app_name,
         absl::StrCat("does not fit: placement.memory_bytes ", placement.memory_bytes(),
                      " is less than the ", planned, " bytes the memory plan needs"));
   }
+  const uint64_t offered =
+      profile.guest_memory_bytes() != 0 ? profile.guest_memory_bytes() : profile.memory_bytes();
+  if (placement.memory_bytes() > offered) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("does not fit: placement.memory_bytes ", placement.memory_bytes(),
+                     " is more than the ", offered, " bytes the device offers its guests"));
+  }
   result.memory_bytes = placement.memory_bytes() != 0 ? placement.memory_bytes() : planned;
   if (build) {
     absl::StatusOr<BuiltImage> image = builder_.build(catalog_, *composition);

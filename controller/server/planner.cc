@@ -236,14 +236,21 @@ DevicePlan plan_device(const PlannerInputs& inputs, const v1::Device& device,
       }
       continue;
     }
+    // What the device runs now, while a staged rollout restricts this deployment.
+    const v1::Instance* kept = nullptr;
     if (pins != nullptr && inputs.revisions != nullptr) {
-      // Not yet reached by a staged rollout's waves: it keeps what it runs, as it is.
       auto revision = inputs.revisions->find(name);
-      if (revision != inputs.revisions->end() && revision->second.admitted.has_value() &&
-          !revision->second.admitted->contains(device_name)) {
-        auto kept = pins->find(own_name);
-        if (kept != pins->end()) {
-          plan.instances.push_back(planned_from_spec(inputs, kept->second));
+      if (revision != inputs.revisions->end() && revision->second.admitted != nullptr) {
+        auto found = pins->find(own_name);
+        if (found != pins->end()) kept = &found->second;
+        if (kept != nullptr && !revision->second.admitted->contains(device_name)) {
+          // Not yet reached by the waves: it keeps what it runs, as it is. Apply still checks
+          // that the revision could run here when its wave comes.
+          if (inputs.check_unreached) {
+            absl::StatusOr<PlannedInstance> probe = compose_for(inputs, name, deployment, device);
+            if (!probe.ok()) plan.errors[name] = std::string(probe.status().message());
+          }
+          plan.instances.push_back(planned_from_spec(inputs, *kept));
           continue;
         }
       }
@@ -251,6 +258,9 @@ DevicePlan plan_device(const PlannerInputs& inputs, const v1::Device& device,
     absl::StatusOr<PlannedInstance> planned = compose_for(inputs, name, deployment, device);
     if (!planned.ok()) {
       plan.errors[name] = std::string(planned.status().message());
+      // A reached device whose revision cannot run here (its profile changed since Apply
+      // checked) keeps what it runs rather than lose it.
+      if (kept != nullptr) plan.instances.push_back(planned_from_spec(inputs, *kept));
       continue;
     }
     if (const MigrationInProgress* migration = migration_of(inputs, own_name)) {

@@ -68,7 +68,7 @@ struct RevisionPlan {
   tenon::v1::AppSpec app;
   // Set while waves restrict the rollout: a device outside keeps the instance it runs, as it is;
   // a device that runs none gets this revision.
-  std::optional<std::set<std::string>> admitted;
+  std::shared_ptr<const std::set<std::string>> admitted;
 };
 
 struct PlannerInputs {
@@ -76,6 +76,9 @@ struct PlannerInputs {
   const std::vector<MigrationInProgress>* migrations = nullptr;
   // By deployment; a deployment without one runs its stored spec and app (revision 0).
   const std::map<std::string, RevisionPlan>* revisions = nullptr;
+  // Apply's check: compose each revision also for devices its waves have not reached, so that a
+  // revision that cannot run on one of them is refused now, not when its wave comes.
+  bool check_unreached = false;
   ComposeFunction compose;
   ImageSizeFunction image_size;
 };

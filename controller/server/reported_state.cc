@@ -120,6 +120,7 @@ bool ReportedState::record_status(const std::string& device,
   }
   status.set_observed_state(update.state());
   status.set_image_digest(update.image_digest());
+  found->second.reported_uid = update.instance_uid();
   if (update.has_exit_reason()) *status.mutable_exit_reason() = update.exit_reason();
   status.set_restart_count(update.restart_count());
   status.set_message(update.message());
@@ -230,6 +231,12 @@ std::vector<std::optional<ReportedState::Summary>> ReportedState::summaries(
                            found->second.status.image_digest(), found->second.device};
   }
   return summaries;
+}
+
+std::string ReportedState::reported_uid(const std::string& instance) const {
+  absl::MutexLock lock(&mutex_);
+  auto found = instances_.find(instance);
+  return found == instances_.end() ? std::string() : found->second.reported_uid;
 }
 
 void ReportedState::overlay(v1::Instance* instance) const {

@@ -39,6 +39,9 @@ class ReportedState {
   // reports the paused copy it holds).
   void move(const std::string& instance, const std::string& device);
   void set_migrated_from(const std::string& instance, const std::string& source);
+  // The instance uid its device's last status report named ("" before one since this process
+  // started): a report about an instance since replaced under the same name names the old uid.
+  std::string reported_uid(const std::string& instance) const;
   std::optional<tenon::v1::InstanceStatus> status(const std::string& instance) const;
 
   // False when the instance is not this device's (or not the fleet's).
@@ -80,6 +83,7 @@ class ReportedState {
   struct Entry {
     std::string device;  // where it runs: only that device's reports count
     tenon::v1::InstanceStatus status;
+    std::string reported_uid;  // the instance uid the device's last status report named
     std::optional<tenon::v1::InstanceTelemetry> telemetry;
     std::string console;  // the tail: bytes [console_offset, console_offset + size)
     uint64_t console_offset = 0;

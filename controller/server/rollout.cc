@@ -81,7 +81,27 @@ bool start_revision(const v1::DeploymentSpec& spec, const v1::AppSpec& app, size
                     absl::Time now, v1::DeploymentStatus* status) {
   const std::string digest = revision_digest(spec, app);
   const v1::DeploymentRevision* current = find_revision(*status, status->revision());
-  if (current != nullptr && current->digest() == digest) return false;
+  const uint64_t current_number = current != nullptr ? current->number() : 0;
+  if (current != nullptr && current->digest() == digest) {
+    if (status->phase() != v1::ROLLOUT_PHASE_ROLLED_BACK) return false;
+    // The spec and app are the revision rolled back to again (the manifest was reverted): the
+    // rollback is settled, and the phase is the roll-up's once more.
+    status->set_phase(v1::ROLLOUT_PHASE_UNSPECIFIED);
+    status->set_wave(0);
+    status->set_waves(0);
+    status->clear_wave_start_time();
+    status->clear_message();
+    record_event(now, "SpecRestored",
+                 absl::StrCat("the deployment and its app are revision ", current_number,
+                              "'s again"),
+                 status);
+    return true;
+  }
+  // What a failed rollout of the new revision returns to: the last revision that reached every
+  // device. A rollout stopped part way (halted, paused, in its waves) never did, so it is the
+  // one that revision fell back on.
+  const uint64_t fallback =
+      rollout_restricts_devices(*status) ? status->previous_revision() : current_number;
   const uint64_t number =
       status->revisions().empty() ? 1 : status->revisions().rbegin()->number() + 1;
   v1::DeploymentRevision* revision = status->add_revisions();
@@ -90,12 +110,18 @@ bool start_revision(const v1::DeploymentSpec& spec, const v1::AppSpec& app, size
   *revision->mutable_spec() = without_rollout(spec);
   *revision->mutable_app() = app;
   *revision->mutable_create_time() = time::to_proto(now);
-  while (static_cast<size_t>(status->revisions_size()) > kRevisionsKept) {
-    status->mutable_revisions()->DeleteSubrange(0, 1);
-  }
-  const uint64_t previous = current != nullptr ? current->number() : 0;
-  status->set_previous_revision(previous);
+  status->set_previous_revision(fallback);
   status->set_revision(number);
+  // The oldest go first, never the new revision or the one it falls back on.
+  while (static_cast<size_t>(status->revisions_size()) > kRevisionsKept) {
+    int oldest = 0;
+    while (status->revisions(oldest).number() == number ||
+           status->revisions(oldest).number() == fallback) {
+      ++oldest;
+    }
+    status->mutable_revisions()->DeleteSubrange(oldest, 1);
+  }
+  const uint64_t previous = fallback;
   if (previous != 0 && has_rollout_policy(spec)) {
     status->set_phase(v1::ROLLOUT_PHASE_PROGRESSING);
     status->set_wave(1);
@@ -223,10 +249,12 @@ std::vector<std::string> wave_order(
   return order;
 }
 
-size_t admitted_count(const v1::RolloutPolicy& policy, uint32_t wave, size_t matched) {
+size_t admitted_count(uint32_t wave, uint32_t waves, size_t matched) {
   if (wave == 0) return 0;
-  if (policy.wave_size() == 0) return matched;
-  return std::min<size_t>(matched, static_cast<size_t>(wave) * policy.wave_size());
+  if (wave >= waves) return matched;
+  // The waves were sized when the rollout started; a fleet that grew or shrank since is spread
+  // over the same number of waves.
+  return (matched * wave + waves - 1) / waves;
 }
 
 RolloutDecision decide_rollout(const v1::RolloutPolicy& policy, const v1::DeploymentStatus& status,
@@ -266,11 +294,13 @@ RolloutDecision decide_rollout(const v1::RolloutPolicy& policy, const v1::Deploy
                                      " failed its health gate: ", failure);
     return decision;
   }
+  // Waiting messages carry no live counts: each change of the message is a write of the
+  // deployment (and a watch event), so it changes only when a device becomes ready.
   const std::string gate =
       absl::StrCat("deadline misses ", misses, " of ", jobs, " jobs so far");
   if (ready < admitted.size()) {
     decision.message = absl::StrCat(wave, ": ", ready, " of ", admitted.size(),
-                                    " devices run revision ", status.revision(), "; ", gate);
+                                    " devices run revision ", status.revision());
     return decision;
   }
   absl::StatusOr<absl::Duration> bake = time::from_proto(policy.bake_time(), "bake_time");
@@ -280,7 +310,7 @@ RolloutDecision decide_rollout(const v1::RolloutPolicy& policy, const v1::Deploy
   if (now < baked_at) {
     decision.message =
         absl::StrCat(wave, ": every device runs revision ", status.revision(), ", baking until ",
-                     absl::FormatTime("%H:%M:%SZ", baked_at, absl::UTCTimeZone()), "; ", gate);
+                     absl::FormatTime("%H:%M:%SZ", baked_at, absl::UTCTimeZone()));
     return decision;
   }
   decision.kind = status.wave() < status.waves() ? RolloutDecision::Kind::kNextWave

@@ -43,8 +43,10 @@ const tenon::v1::DeploymentRevision* find_revision(const tenon::v1::DeploymentSt
 
 // Records (spec, app) as the deployment's newest revision when they differ from the revision its
 // instances are meant to run, and starts rolling it out: in waves when the spec has a rollout
-// policy and an earlier revision exists (`matched_devices` sizes the waves), else at once.
-// Returns whether a revision was made.
+// policy and an earlier revision exists (`matched_devices` sizes the waves), else at once. A
+// failed rollout of it returns to the last revision that reached every device
+// (status.previous_revision). When they equal a revision rolled back to, the rollback is settled
+// (the phase is the roll-up's again). Returns whether the status changed.
 bool start_revision(const tenon::v1::DeploymentSpec& spec, const tenon::v1::AppSpec& app,
                     size_t matched_devices, absl::Time now, tenon::v1::DeploymentStatus* status);
 
@@ -59,14 +61,17 @@ std::vector<std::string> wave_order(
     const std::vector<std::pair<std::string, const google::protobuf::Map<std::string, std::string>*>>&
         devices);
 
-// How many devices of the wave order `wave` waves admit.
-size_t admitted_count(const tenon::v1::RolloutPolicy& policy, uint32_t wave, size_t matched);
+// How many of `matched` devices in wave order the first `wave` of `waves` waves admit (the last
+// wave all of them, whatever the policy became since the rollout started).
+size_t admitted_count(uint32_t wave, uint32_t waves, size_t matched);
 
 // One admitted device as the gate sees it: its instance of the deployment.
 struct WaveMember {
   std::string device;
   bool on_revision = false;  // planned from the revision being rolled out
-  bool running = false;      // reported RUNNING that revision's image
+  // Its device is connected and reported RUNNING that revision's image since the instance was
+  // last planned (an older report of the same image does not count).
+  bool running = false;
   bool failed = false;       // reported FAULTED or CRASHED on that revision
   uint64_t jobs = 0;         // over the latest telemetry window
   uint64_t deadline_misses = 0;

@@ -35,13 +35,14 @@ absl::Status Controller::start_revisions(StoreTransaction& tx, FleetView& view,
   return absl::OkStatus();
 }
 
-std::set<std::string> Controller::admitted_devices(const std::string& name,
-                                                   const v1::Deployment& deployment,
-                                                   const FleetView* whole_view) {
+std::shared_ptr<const std::set<std::string>> Controller::admitted_devices(
+    const std::string& name, const v1::Deployment& deployment, const FleetView* whole_view,
+    bool refresh) {
   const v1::DeploymentStatus& status = deployment.status();
   auto memo = admissions_.find(name);
-  if (memo != admissions_.end() && memo->second.revision == status.revision() &&
-      memo->second.wave == status.wave() && memo->second.waves == status.waves()) {
+  if (!refresh && memo != admissions_.end() && memo->second.uid == deployment.metadata().uid() &&
+      memo->second.revision == status.revision() && memo->second.wave == status.wave() &&
+      memo->second.waves == status.waves()) {
     return memo->second.devices;
   }
   // The selected, enrolled devices: from the view when it holds every device, else from the
@@ -63,12 +64,13 @@ std::set<std::string> Controller::admitted_devices(const std::string& name,
     for (const CachedObject& object : cached) consider(object->device());
   }
   std::vector<std::string> order = wave_order(name, selected);
-  order.resize(admitted_count(deployment.spec().rollout(), status.wave(), order.size()));
+  order.resize(admitted_count(status.wave(), status.waves(), order.size()));
   Admission& admission = admissions_[name];
+  admission.uid = deployment.metadata().uid();
   admission.revision = status.revision();
   admission.wave = status.wave();
   admission.waves = status.waves();
-  admission.devices = std::set<std::string>(order.begin(), order.end());
+  admission.devices = std::make_shared<const std::set<std::string>>(order.begin(), order.end());
   return admission.devices;
 }
 
@@ -77,9 +79,19 @@ std::map<std::string, RevisionPlan> Controller::revision_plans(const FleetView& 
   std::map<std::string, RevisionPlan> plans;
   for (const auto& [name, deployment] : view.deployments) {
     const v1::DeploymentStatus& status = deployment.status();
+    if (status.revision() == 0) continue;  // made before revisions were kept: the stored spec
     const v1::DeploymentRevision* revision = find_revision(status, status.revision());
-    if (revision == nullptr) continue;  // made before revisions were kept: the stored spec
     RevisionPlan& plan = plans[name];
+    if (revision == nullptr) {
+      // Its record is gone (it should never be): change nothing anywhere rather than guess;
+      // only a device that runs none gets the stored spec.
+      plan.spec = deployment.spec();
+      if (auto app = view.apps.find(deployment.spec().app()); app != view.apps.end()) {
+        plan.app = app->second.spec();
+      }
+      plan.admitted = std::make_shared<const std::set<std::string>>();
+      continue;
+    }
     plan.revision = revision->number();
     plan.spec = revision->spec();
     plan.app = revision->app();
@@ -110,7 +122,11 @@ absl::StatusOr<v1::Deployment> Controller::control_rollout(const v1::ControlRoll
                                                        acted.message()));
       }
       if (absl::Status put = tx.put_object(**current); !put.ok()) return put;
-      return replan(tx, {}, &outcome);
+      // Pause and resume change which waves start next, not what any device runs now.
+      const bool moves_devices =
+          request.action() == v1::ControlRolloutRequest::ACTION_ABORT ||
+          request.action() == v1::ControlRolloutRequest::ACTION_UNDO;
+      return moves_devices ? replan(tx, {}, &outcome) : absl::OkStatus();
     });
     if (!written.ok()) return written;
     finish(outcome);
@@ -128,29 +144,45 @@ absl::Status Controller::advance_rollouts(absl::Time now) {
   for (const CachedObject& object : cache_.all(v1::OBJECT_KIND_DEPLOYMENT)) {
     const v1::Deployment& deployment = object->deployment();
     const v1::DeploymentStatus& status = deployment.status();
-    if (status.phase() != v1::ROLLOUT_PHASE_PROGRESSING || status.wave() == 0) continue;
+    // A paused rollout starts no wave, but its gate still watches the devices it reached.
+    const bool paused = status.phase() == v1::ROLLOUT_PHASE_PAUSED;
+    if ((status.phase() != v1::ROLLOUT_PHASE_PROGRESSING && !paused) || status.wave() == 0) {
+      continue;
+    }
     const std::string& name = deployment.metadata().name();
     std::vector<WaveMember> members;
-    for (const std::string& device : admitted_devices(name, deployment, nullptr)) {
+    // Afresh each time: devices deleted or relabelled since the wave started drop out.
+    for (const std::string& device : *admitted_devices(name, deployment, nullptr, true)) {
       WaveMember& member = members.emplace_back();
       member.device = device;
-      CachedObject stored = cache_.get(v1::OBJECT_KIND_INSTANCE, instance_name(name, device));
+      const std::string instance_name_here = instance_name(name, device);
+      CachedObject stored = cache_.get(v1::OBJECT_KIND_INSTANCE, instance_name_here);
       if (stored == nullptr) continue;
       v1::Instance instance = stored->instance();
       reported_.overlay(&instance);
       const v1::InstanceStatus& reported = instance.status();
       member.on_revision = instance.spec().revision() == status.revision();
-      const bool same_image = reported.image_digest() == instance.spec().image_digest();
-      member.running = same_image && reported.observed_state() == v1::INSTANCE_STATE_RUNNING;
-      member.failed = same_image && (reported.observed_state() == v1::INSTANCE_STATE_FAULTED ||
-                                     reported.observed_state() == v1::INSTANCE_STATE_CRASHED);
-      for (const v1::TaskLatency& task : reported.latency().tasks()) {
-        member.jobs += task.jobs();
-        member.deadline_misses += task.deadline_misses();
+      // About this very instance: a report of the one it replaced under the same name names
+      // another uid.
+      const bool about_it = reported_.reported_uid(instance_name_here) ==
+                                instance.metadata().uid() &&
+                            reported.image_digest() == instance.spec().image_digest();
+      member.running = about_it && sessions_.connected(device) &&
+                       reported.observed_state() == v1::INSTANCE_STATE_RUNNING;
+      member.failed = about_it && (reported.observed_state() == v1::INSTANCE_STATE_FAULTED ||
+                                   reported.observed_state() == v1::INSTANCE_STATE_CRASHED);
+      if (about_it) {
+        for (const v1::TaskLatency& task : reported.latency().tasks()) {
+          member.jobs += task.jobs();
+          member.deadline_misses += task.deadline_misses();
+        }
       }
     }
-    const RolloutDecision decision =
-        decide_rollout(deployment.spec().rollout(), status, now, members);
+    RolloutDecision decision = decide_rollout(deployment.spec().rollout(), status, now, members);
+    if (paused && decision.kind != RolloutDecision::Kind::kHalt &&
+        decision.kind != RolloutDecision::Kind::kRollBack) {
+      continue;  // paused: only a failed gate acts
+    }
     if (decision.kind == RolloutDecision::Kind::kWait && decision.message == status.message()) {
       continue;
     }

@@ -58,6 +58,16 @@ TEST(DurationFlagTest, RefusesTextThatIsNoDurationAndDurationsThatAreNotPositive
   }
 }
 
+TEST(DurationFlagTest, RefusesDurationsLongerThanAYearThatWaitsWouldOverflow) {
+  // 10,000,000 hours is finite for absl but past 2^63 ns: a wait on it overflowed the clock.
+  for (const char* text : {"10000000h", "9000h"}) {
+    absl::StatusOr<absl::Duration> parsed = parse_duration_flag("--ping-interval", text);
+    ASSERT_FALSE(parsed.ok()) << text;
+    EXPECT_THAT(parsed.status().message(), HasSubstr("longer than 366 days"));
+  }
+  EXPECT_TRUE(parse_duration_flag("--ttl", "8784h").ok()) << "366 days exactly";
+}
+
 TEST(DurationFlagTest, AnOptionSetsItsDurationAndShowsItsDefault) {
   CLI::App app("test");
   absl::Duration interval = absl::Seconds(5);

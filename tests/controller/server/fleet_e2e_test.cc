@@ -463,6 +463,39 @@ TEST_F(FleetTest, APartitionedDeviceKeepsRunningAndResyncsOnceTheLinkIsBack) {
   EXPECT_NE(vms().at(0).uid(), vm_uid);
 }
 
+// Defect 7 of the hostile-input review, with a real agent: one stopped with SIGSTOP (it holds its
+// connection open and answers nothing) shows Disconnected, and its instance Unknown, within the
+// stated bound: silent for three ping intervals, noticed at the next ping (here 1 s pings: 3-4 s).
+TEST_F(FleetTest, RegressionAStoppedAgentIsDisconnectedWithinFourPingIntervals) {
+  controller_->stop();
+  start_controller("127.0.0.1:0", {"--ping-interval", "1s"});
+  bring_up();
+  const auto stopped = std::chrono::steady_clock::now();
+  agent_->signal(SIGSTOP);
+  auto state = [&](const std::string& kind, const std::string& field) {
+    nlohmann::json document =
+        nlohmann::json::parse(tenonctl("get " + kind + " -o json").output, nullptr, false);
+    if (document.is_discarded() || document.value("items", nlohmann::json::array()).empty()) {
+      return std::string();
+    }
+    return document["items"][0]["status"].value(field, std::string());
+  };
+  const bool disconnected = eventually(
+      [&] { return state("devices", "connection_state") == "CONNECTION_STATE_DISCONNECTED"; },
+      20s);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped).count();
+  agent_->signal(SIGCONT);
+  ASSERT_TRUE(disconnected) << tenonctl("get devices -o wide").output;
+  std::cerr << "liveness: a stopped agent showed Disconnected after " << seconds
+            << " s (ping interval 1 s)\n";
+  EXPECT_LT(seconds, 4.0 + 2.0) << "three silent intervals, noticed at the next ping, plus polling";
+  EXPECT_EQ(state("instances", "observed_state"), "INSTANCE_STATE_UNKNOWN");
+  // Let go, it connects again by itself.
+  EXPECT_TRUE(eventually(
+      [&] { return state("devices", "connection_state") == "CONNECTION_STATE_CONNECTED"; }, 30s));
+}
+
 TEST_F(FleetTest, KilledControllerLosesNothingAccepted) {
   bring_up();
   const std::string before = tenonctl("get deployment control -o json").output;

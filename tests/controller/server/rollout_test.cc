@@ -55,6 +55,62 @@ TEST(RolloutRulesTest, ARevisionIsMadeOnlyWhenWhatReachesInstancesChanges) {
   EXPECT_EQ(status.revisions().rbegin()->number(), 12u);
 }
 
+TEST(RolloutRulesTest, RegressionTrimmingNeverDropsTheRevisionAFailureFallsBackOn) {
+  // Rolled back to revision 1 five times: revision 1 is current and the oldest kept. The next
+  // revision used to trim it (and read it after freeing it), leaving nothing to fall back on.
+  v1::DeploymentSpec spec;
+  spec.set_app("control");
+  *spec.mutable_rollout() = policy(1, absl::ZeroDuration(), 0, true);
+  v1::AppSpec app;
+  v1::DeploymentStatus status;
+  const absl::Time now = absl::FromUnixSeconds(1'000'000);
+  for (int i = 1; i <= 5; ++i) {
+    app.set_program(absl::StrCat("p", i));
+    ASSERT_TRUE(start_revision(spec, app, 3, now, &status));
+  }
+  v1::ControlRolloutRequest undo;
+  undo.set_action(v1::ControlRolloutRequest::ACTION_UNDO);
+  undo.set_revision(1);
+  ASSERT_TRUE(apply_control(undo, now, &status).ok());
+  app.set_program("p6");
+  ASSERT_TRUE(start_revision(spec, app, 3, now, &status));
+  EXPECT_EQ(status.revision(), 6u);
+  EXPECT_EQ(status.previous_revision(), 1u);
+  ASSERT_NE(find_revision(status, 1), nullptr);
+  EXPECT_EQ(find_revision(status, 1)->app().program(), "p1");
+  EXPECT_EQ(status.revisions_size(), static_cast<int>(kRevisionsKept));
+}
+
+TEST(RolloutRulesTest, AFailedRolloutFallsBackOnTheLastRevisionThatReachedEveryDevice) {
+  v1::DeploymentSpec spec;
+  spec.set_app("control");
+  *spec.mutable_rollout() = policy(1, absl::ZeroDuration(), 0, false);
+  v1::AppSpec app;
+  v1::DeploymentStatus status;
+  const absl::Time now = absl::FromUnixSeconds(1'000'000);
+  app.set_program("good");
+  start_revision(spec, app, 3, now, &status);  // 1, everywhere at once
+  app.set_program("bad");
+  start_revision(spec, app, 3, now, &status);  // 2, halted on its canary
+  RolloutDecision halt{RolloutDecision::Kind::kHalt, "canary failed"};
+  apply_decision(halt, now, &status);
+  ASSERT_EQ(status.phase(), v1::ROLLOUT_PHASE_HALTED);
+  app.set_program("worse");
+  start_revision(spec, app, 3, now, &status);  // 3, applied over the halted 2
+  EXPECT_EQ(status.revision(), 3u);
+  EXPECT_EQ(status.previous_revision(), 1u) << "2 never reached every device";
+  // Rolled back, then the manifest reverted to revision 1's spec: the rollback is settled.
+  RolloutDecision rollback{RolloutDecision::Kind::kRollBack, "canary failed"};
+  apply_decision(rollback, now, &status);
+  ASSERT_EQ(status.revision(), 1u);
+  app.set_program("good");
+  EXPECT_TRUE(start_revision(spec, app, 3, now, &status));
+  EXPECT_EQ(status.revision(), 1u);
+  EXPECT_EQ(status.phase(), v1::ROLLOUT_PHASE_UNSPECIFIED);
+  EXPECT_EQ(status.events().rbegin()->reason(), "SpecRestored");
+  EXPECT_FALSE(start_revision(spec, app, 3, now, &status)) << "nothing more to settle";
+}
+
 TEST(RolloutRulesTest, CanariesComeFirstAndTheOrderIsFixedPerDeployment) {
   std::map<std::string, google::protobuf::Map<std::string, std::string>> labels;
   for (int i = 0; i < 8; ++i) labels[absl::StrCat("edge-", i)];
@@ -68,9 +124,11 @@ TEST(RolloutRulesTest, CanariesComeFirstAndTheOrderIsFixedPerDeployment) {
             (std::set<std::string>{"edge-2", "edge-6"}));
   std::reverse(devices.begin(), devices.end());
   EXPECT_EQ(wave_order("control", devices), order) << "the input order does not matter";
-  EXPECT_EQ(admitted_count(policy(3, absl::ZeroDuration(), 0, false), 2, 8), 6u);
-  EXPECT_EQ(admitted_count(policy(3, absl::ZeroDuration(), 0, false), 3, 8), 8u);
-  EXPECT_EQ(admitted_count(policy(0, absl::ZeroDuration(), 0, false), 1, 8), 8u);
+  EXPECT_EQ(admitted_count(1, 3, 8), 3u);
+  EXPECT_EQ(admitted_count(2, 3, 8), 6u);
+  EXPECT_EQ(admitted_count(3, 3, 8), 8u);
+  EXPECT_EQ(admitted_count(1, 1, 8), 8u);
+  EXPECT_EQ(admitted_count(0, 3, 8), 0u);
 }
 
 TEST(RolloutRulesTest, TheGateWaitsForEveryDeviceAndTheBakeThenPassesOrFails) {
@@ -158,7 +216,7 @@ class RolloutTest : public ControllerFixture, public ::testing::WithParamInterfa
     return revisions;
   }
 
-  // The device reports its instance running (the image it was told), with these counts.
+  // The device reports its instance running (the one it was told of), with these counts.
   void report(const std::string& device, uint64_t jobs, uint64_t misses) {
     v1::GetRequest get;
     get.set_kind(v1::OBJECT_KIND_INSTANCE);
@@ -166,10 +224,12 @@ class RolloutTest : public ControllerFixture, public ::testing::WithParamInterfa
     absl::StatusOr<v1::Object> instance = controller_->get(get);
     ASSERT_TRUE(instance.ok()) << instance.status();
     const std::string& image = instance->instance().spec().image_digest();
+    const std::string& uid = instance->instance().metadata().uid();
     v1::AgentMessage status;
     status.set_sequence(++sequence_);
     v1::InstanceStatusUpdate* update = status.mutable_instance_status();
     update->set_instance_name(instance_name("control", device));
+    update->set_instance_uid(uid);
     update->set_state(v1::INSTANCE_STATE_RUNNING);
     update->set_image_digest(image);
     ASSERT_TRUE(controller_->handle(device, sessions_[device], status).ok());
@@ -301,6 +361,11 @@ TEST_P(RolloutTest, ARestartedControllerResumesTheRolloutFromTheStore) {
     sessions_[name] = connect(name, enroll(name));
   }
   told();  // what a reconnecting device is told: what it already had
+  // Reports from before the restart do not count (an agent sends its instances' state again).
+  ASSERT_TRUE(controller_->advance_rollouts(absl::Now() + absl::Seconds(11)).ok());
+  EXPECT_EQ(status().wave(), 1u);
+  report("edge-5", 1000, 0);
+  report("edge-6", 1000, 0);
   ASSERT_TRUE(controller_->advance_rollouts(absl::Now() + absl::Seconds(11)).ok());
   EXPECT_EQ(status().wave(), 2u);
   EXPECT_EQ(told().size(), 2u) << "the second wave starts where the first stopped";
@@ -356,6 +421,53 @@ TEST_P(RolloutTest, PauseResumeAbortAndUndoByHand) {
   EXPECT_EQ(reasons, (std::vector<std::string>{"RevisionCreated", "RevisionCreated", "WaveStarted",
                                                "Paused", "Resumed", "GatePassed", "WaveStarted",
                                                "Aborted", "Undone"}));
+}
+
+TEST_P(RolloutTest, RegressionAReportAboutTheInstanceAReplacementReplacedDoesNotPassTheGate) {
+  ASSERT_NO_FATAL_FAILURE(start_second_revision(/*rollback=*/true));
+  // The canaries' last reports are about revision 1's instances (same names, same image, other
+  // uids): until they report the new ones, the wave waits however long it bakes.
+  ASSERT_TRUE(controller_->advance_rollouts(absl::Now() + absl::Hours(1)).ok());
+  EXPECT_EQ(status().wave(), 1u);
+  EXPECT_THAT(status().message(), HasSubstr("0 of 2 devices run revision 2"));
+  // A device that is not connected is not ready either.
+  controller_->close_session("edge-5", sessions_["edge-5"]);
+  report("edge-6", 1000, 0);
+  ASSERT_TRUE(controller_->advance_rollouts(absl::Now() + absl::Hours(1)).ok());
+  EXPECT_THAT(status().message(), HasSubstr("1 of 2 devices run revision 2"));
+}
+
+TEST_P(RolloutTest, ARevisionThatCannotRunOnADeviceLaterWavesReachIsRefusedAtApply) {
+  // edge-1 (no canary) has 16 MiB for guests; revision 2 asks each instance for 32 MiB. Only
+  // the canaries are updated at once, but Apply checks every selected device.
+  ASSERT_TRUE(apply({device("edge-1", "lab")}).ok());
+  v1::CreateBootstrapTokenRequest token_request;
+  token_request.set_device_name("edge-1");
+  absl::StatusOr<v1::CreateBootstrapTokenResponse> token =
+      controller_->create_bootstrap_token(token_request);
+  ASSERT_TRUE(token.ok());
+  v1::EnrollRequest enroll_request;
+  enroll_request.set_bootstrap_token(token->token());
+  enroll_request.set_device_name("edge-1");
+  *enroll_request.mutable_profile() = test_support::simulated_device_profile();
+  enroll_request.mutable_profile()->set_guest_memory_bytes(16 << 20);
+  ASSERT_TRUE(controller_->enroll(enroll_request).ok());
+  std::vector<v1::Object> canaries;
+  for (int i = 5; i <= 6; ++i) {
+    v1::Object object = device(absl::StrCat("edge-", i), "lab");
+    (*object.mutable_device()->mutable_metadata()->mutable_labels())["canary"] = "true";
+    canaries.push_back(object);
+  }
+  ASSERT_TRUE(apply(canaries).ok());
+  for (int i = 5; i <= 6; ++i) enroll(absl::StrCat("edge-", i));
+  ASSERT_TRUE(apply({control_loop_app(), staged_deployment(true, 3600)}).ok());
+  v1::Object bigger = staged_deployment(true, 3600);
+  bigger.mutable_deployment()->mutable_spec()->mutable_placement()->set_memory_bytes(32 << 20);
+  absl::StatusOr<v1::ApplyResponse> refused = apply({bigger});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("edge-1"));
+  EXPECT_EQ(status().revision(), 1u);
 }
 
 TEST_P(RolloutTest, AnUnschedulableRevisionIsRefusedBeforeAnyWaveStarts) {
