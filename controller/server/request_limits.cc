@@ -13,6 +13,9 @@ http::ServerLimits rest_server_limits() {
   limits.max_connections = 1024;
   limits.max_connections_per_client = 64;
   limits.max_streams = 64;
+  limits.max_streams_per_client = 16;
+  limits.max_busy_per_client = 4;
+  limits.max_buffered_body_bytes = 256 << 20;
   limits.max_head_bytes = 16 << 10;
   limits.max_headers = 100;
   limits.max_body_bytes = kMaxRequestBytes;

@@ -20,7 +20,9 @@ inline constexpr int kMaxJsonDepth = 32;
 // REST connections (common/http/http_server.h): at most 1,024 open, 64 from one address; a
 // request's head arrives within 10 s of its first byte, a body and an answer move at 64 KiB/s
 // or more after that grace, an idle keep-alive connection closes after 5 s; 16 workers run
-// handlers (a slow client never holds one), and at most 64 watches stream at once.
+// handlers (a slow client never holds one while it sends; one address's requests hold at most
+// 4), at most 64 watches stream at once (16 per address), and declared bodies in flight share
+// 256 MiB. The API reference lists them in README.md.
 http::ServerLimits rest_server_limits();
 
 // The longest a bootstrap token may live: a year. (It enrols a device; longer-lived secrets
