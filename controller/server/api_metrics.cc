@@ -3,9 +3,11 @@
 
 #include <cmath>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 #include "status_codes.h"
 
 namespace tenon::controller {
@@ -70,6 +72,38 @@ std::string ApiMetrics::render(const ControllerSnapshot& snapshot) const {
   header(&out, "tenon_instances", "gauge", "Instances by observed state.");
   for (const auto& [state, count] : snapshot.instances_by_state) {
     absl::StrAppend(&out, "tenon_instances{state=\"", state, "\"} ", count, "\n");
+  }
+  // Rollouts, kube-state-metrics style: one series per phase, 1 for the deployment's own.
+  header(&out, "tenon_deployment_rollout_phase", "gauge",
+         "A deployment's rollout phase: 1 for the phase it is in, 0 for the others.");
+  for (const ControllerSnapshot::Rollout& rollout : snapshot.rollouts) {
+    for (const tenon::v1::RolloutPhase phase :
+         {tenon::v1::ROLLOUT_PHASE_PROGRESSING, tenon::v1::ROLLOUT_PHASE_COMPLETE,
+          tenon::v1::ROLLOUT_PHASE_PAUSED,
+          tenon::v1::ROLLOUT_PHASE_HALTED, tenon::v1::ROLLOUT_PHASE_ROLLED_BACK}) {
+      absl::StrAppend(&out, "tenon_deployment_rollout_phase{deployment=\"", rollout.deployment,
+                      "\",phase=\"",
+                      absl::AsciiStrToLower(absl::StripPrefix(tenon::v1::RolloutPhase_Name(phase),
+                                                              "ROLLOUT_PHASE_")),
+                      "\"} ", rollout.phase == phase ? 1 : 0, "\n");
+    }
+  }
+  header(&out, "tenon_deployment_revision", "gauge",
+         "The revision a deployment's instances are meant to run (0: made before revisions).");
+  for (const ControllerSnapshot::Rollout& rollout : snapshot.rollouts) {
+    absl::StrAppend(&out, "tenon_deployment_revision{deployment=\"", rollout.deployment, "\"} ",
+                    rollout.revision, "\n");
+  }
+  header(&out, "tenon_deployment_rollout_wave", "gauge",
+         "Waves a staged rollout has started (0: none under way or at once).");
+  for (const ControllerSnapshot::Rollout& rollout : snapshot.rollouts) {
+    absl::StrAppend(&out, "tenon_deployment_rollout_wave{deployment=\"", rollout.deployment,
+                    "\"} ", rollout.wave, "\n");
+  }
+  header(&out, "tenon_deployment_rollout_waves", "gauge", "Waves a staged rollout has in all.");
+  for (const ControllerSnapshot::Rollout& rollout : snapshot.rollouts) {
+    absl::StrAppend(&out, "tenon_deployment_rollout_waves{deployment=\"", rollout.deployment,
+                    "\"} ", rollout.waves, "\n");
   }
   header(&out, "tenon_instance_task_jobs_total", "counter",
          "Jobs started by a task of an instance in its current run.");

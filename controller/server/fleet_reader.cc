@@ -169,6 +169,14 @@ ControllerSnapshot FleetReader::snapshot() const {
     snapshot.instance_devices.emplace(instance.metadata().name(), instance.spec().device());
   }
   snapshot.telemetry = reported_->telemetry();
+  for (const CachedObject& object : cache_->all(v1::OBJECT_KIND_DEPLOYMENT)) {
+    v1::Deployment deployment = object->deployment();
+    fill_deployment_status(&deployment);  // from the roll-up cache while nothing changed
+    const v1::DeploymentStatus& status = deployment.status();
+    snapshot.rollouts.push_back(ControllerSnapshot::Rollout{deployment.metadata().name(),
+                                                            status.phase(), status.revision(),
+                                                            status.wave(), status.waves()});
+  }
   return snapshot;
 }
 

@@ -30,6 +30,15 @@ struct ControllerSnapshot {
   uint64_t desired_states_sent = 0;
   uint64_t composer_cache_hits = 0;
   uint64_t composer_cache_misses = 0;
+  // Each deployment's rollout, as operators read it (the roll-up's phase).
+  struct Rollout {
+    std::string deployment;
+    tenon::v1::RolloutPhase phase = tenon::v1::ROLLOUT_PHASE_UNSPECIFIED;
+    uint64_t revision = 0;
+    uint32_t wave = 0;
+    uint32_t waves = 0;
+  };
+  std::vector<Rollout> rollouts;
 };
 
 // One batch of a watch: the events after the version asked for, and the version to go on from.

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "api_metrics.h"
 #include "controller_fixture.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -328,6 +329,13 @@ TEST_P(RolloutTest, DeadlineMissesInTheCanaryRollItBackAndNoOtherDeviceIsTouched
     }
   }
   EXPECT_TRUE(gate_failed);
+  // And on /metrics.
+  const std::string page = ApiMetrics().render(controller_->snapshot());
+  EXPECT_THAT(page, HasSubstr(
+                        "tenon_deployment_rollout_phase{deployment=\"control\",phase=\"rolled_back\"} 1"));
+  EXPECT_THAT(page, HasSubstr(
+                        "tenon_deployment_rollout_phase{deployment=\"control\",phase=\"progressing\"} 0"));
+  EXPECT_THAT(page, HasSubstr("tenon_deployment_rollout_waves{deployment=\"control\"} 3"));
   // Nothing moves any more until the deployment or its app changes again.
   ASSERT_TRUE(controller_->advance_rollouts(absl::Now() + absl::Hours(1)).ok());
   EXPECT_TRUE(told().empty());
