@@ -41,31 +41,56 @@ namespace {
 
 absl::string_view reason_phrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 417: return "Expectation Failed";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 499: return "Client Closed Request";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 411:
+      return "Length Required";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 417:
+      return "Expectation Failed";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 499:
+      return "Client Closed Request";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
   }
 }
 
@@ -104,8 +129,8 @@ bool send_all(int fd, absl::string_view bytes, absl::Time deadline) {
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) return false;
     pollfd wait{fd, POLLOUT, 0};
-    const int ready =
-        ::poll(&wait, 1, static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left), 1000)) + 1);
+    const int ready = ::poll(
+        &wait, 1, static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left), 1000)) + 1);
     if (ready < 0 && errno != EINTR) return false;
     if (ready > 0 && (wait.revents & (POLLERR | POLLHUP))) return false;
   }
@@ -154,10 +179,10 @@ struct Connection {
   absl::Time deadline;
   Request request;  // the head, while the body is read
   size_t body_length = 0;
-  bool close_after = false;  // answer this request, then close
-  bool peer_closed = false;  // the client sent FIN: answer what is complete, then close
-  size_t reserved_bytes = 0;  // of the server's body budget, for the body being read or handled
-  bool streaming = false;     // a stream thread has it
+  bool close_after = false;     // answer this request, then close
+  bool peer_closed = false;     // the client sent FIN: answer what is complete, then close
+  size_t reserved_bytes = 0;    // of the server's body budget, for the body being read or handled
+  bool streaming = false;       // a stream thread has it
   std::string request_version;  // of the request being answered
 };
 
@@ -173,11 +198,13 @@ std::string Request::header(absl::string_view name) const {
 std::optional<std::string> Request::query_value(absl::string_view key) const {
   const size_t question = target.find('?');
   if (question == std::string::npos) return std::nullopt;
-  for (absl::string_view part : absl::StrSplit(absl::string_view(target).substr(question + 1), '&')) {
+  for (absl::string_view part :
+       absl::StrSplit(absl::string_view(target).substr(question + 1), '&')) {
     const size_t equals = part.find('=');
     const std::string name = percent_decode(part.substr(0, equals));
     if (name != key) continue;
-    return equals == absl::string_view::npos ? std::string() : percent_decode(part.substr(equals + 1));
+    return equals == absl::string_view::npos ? std::string()
+                                             : percent_decode(part.substr(equals + 1));
   }
   return std::nullopt;
 }
@@ -212,7 +239,7 @@ struct Server::State {
   std::condition_variable work_ready;
   std::deque<std::shared_ptr<Connection>> ready;     // requests waiting for a worker
   std::deque<std::shared_ptr<Connection>> returned;  // back to the I/O thread after an answer
-  std::vector<std::string> released_peers;  // clients whose request went on as a stream
+  std::vector<std::string> released_peers;           // clients whose request went on as a stream
   std::vector<int> all_fds;                          // every open connection, for stop()
   std::list<std::pair<std::thread, std::shared_ptr<std::atomic<bool>>>> streams;
   size_t streams_open = 0;
@@ -238,8 +265,8 @@ struct Server::State {
   // The bytes of an answer's status line and headers.
   static std::string head_bytes(const Response& response, size_t content_length, bool chunked,
                                 bool close) {
-    std::string head = absl::StrCat("HTTP/1.1 ", response.status, " ",
-                                    reason_phrase(response.status), "\r\n");
+    std::string head =
+        absl::StrCat("HTTP/1.1 ", response.status, " ", reason_phrase(response.status), "\r\n");
     absl::StrAppend(&head, "Content-Type: ", response.content_type, "\r\n");
     if (chunked) {
       absl::StrAppend(&head, "Transfer-Encoding: chunked\r\n");
@@ -256,8 +283,8 @@ struct Server::State {
 
   absl::Time answer_deadline(size_t bytes) const {
     return absl::Now() + limits.head_timeout +
-           absl::Seconds(static_cast<double>(bytes) /
-                         static_cast<double>(std::max<size_t>(1, limits.min_body_bytes_per_second)));
+           absl::Seconds(static_cast<double>(bytes) / static_cast<double>(std::max<size_t>(
+                                                          1, limits.min_body_bytes_per_second)));
   }
 
   // ---- The I/O thread ----
@@ -271,7 +298,8 @@ struct Server::State {
   void refuse_now(int fd, int status, absl::string_view message) {
     Response response;
     render_error(status, message, response);
-    const std::string bytes = head_bytes(response, response.body.size(), false, true) + response.body;
+    const std::string bytes =
+        head_bytes(response, response.body.size(), false, true) + response.body;
     (void)!::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
   }
 
@@ -328,8 +356,9 @@ struct Server::State {
       }
       if (per_client[peer] >= limits.max_connections_per_client) {
         count(&ServerCounters::refused_per_client_limit);
-        refuse_now(fd, 429, absl::StrCat("more than ", limits.max_connections_per_client,
-                                         " connections from ", peer));
+        refuse_now(fd, 429,
+                   absl::StrCat("more than ", limits.max_connections_per_client,
+                                " connections from ", peer));
         ::close(fd);
         if (per_client[peer] == 0) per_client.erase(peer);
         continue;
@@ -442,9 +471,9 @@ struct Server::State {
       return false;
     }
     const std::string connection_header = absl::AsciiStrToLower(c.request.header("Connection"));
-    c.close_after = absl::StrContains(connection_header, "close") ||
-                    (c.request.version == "HTTP/1.0" &&
-                     !absl::StrContains(connection_header, "keep-alive"));
+    c.close_after =
+        absl::StrContains(connection_header, "close") ||
+        (c.request.version == "HTTP/1.0" && !absl::StrContains(connection_header, "keep-alive"));
     if (head_check) {
       std::optional<Response> refusal = head_check(c.request);
       if (refusal.has_value()) {
@@ -481,9 +510,10 @@ struct Server::State {
       }
     }
     c.phase = Connection::Phase::kBody;
-    c.deadline = absl::Now() + limits.head_timeout +
-                 absl::Seconds(static_cast<double>(c.body_length) /
-                               static_cast<double>(std::max<size_t>(1, limits.min_body_bytes_per_second)));
+    c.deadline =
+        absl::Now() + limits.head_timeout +
+        absl::Seconds(static_cast<double>(c.body_length) /
+                      static_cast<double>(std::max<size_t>(1, limits.min_body_bytes_per_second)));
     return true;
   }
 
@@ -706,8 +736,9 @@ struct Server::State {
       return;
     }
     if (!path_known) {
-      render_error(404, absl::StrCat("no such path: ", request.path.substr(0, 80),
-                                     request.path.size() > 80 ? "..." : ""),
+      render_error(404,
+                   absl::StrCat("no such path: ", request.path.substr(0, 80),
+                                request.path.size() > 80 ? "..." : ""),
                    response);
       return;
     }
@@ -725,9 +756,9 @@ struct Server::State {
     PieceWriter(State* state, int fd, bool chunked) : state_(state), fd_(fd), chunked_(chunked) {}
     bool write(absl::string_view bytes) override {
       if (bytes.empty()) return true;
-      const std::string piece =
-          chunked_ ? absl::StrCat(absl::Hex(bytes.size()), "\r\n", bytes, "\r\n")
-                   : std::string(bytes);
+      const std::string piece = chunked_
+                                    ? absl::StrCat(absl::Hex(bytes.size()), "\r\n", bytes, "\r\n")
+                                    : std::string(bytes);
       return !state_->stopping && send_all(fd_, piece, state_->answer_deadline(piece.size()));
     }
 
@@ -852,8 +883,8 @@ Server::Server(ServerLimits limits) : state_(std::make_unique<State>(limits)) {}
 Server::~Server() { stop(); }
 
 void Server::route(std::string method, const std::string& path_pattern, Handler handler) {
-  state_->routes.push_back(
-      Route{std::move(method), std::regex(path_pattern, std::regex::ECMAScript), std::move(handler)});
+  state_->routes.push_back(Route{
+      std::move(method), std::regex(path_pattern, std::regex::ECMAScript), std::move(handler)});
 }
 
 void Server::set_head_check(HeadCheck check) { state_->head_check = std::move(check); }
@@ -873,8 +904,8 @@ absl::StatusOr<int> Server::start(const std::string& host, int port) {
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* found = nullptr;
   const std::string service = std::to_string(port);
-  if (const int error = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(),
-                                      &hints, &found);
+  if (const int error =
+          ::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &found);
       error != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot resolve ", host, ": ", ::gai_strerror(error)));

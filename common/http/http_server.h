@@ -77,18 +77,18 @@ struct Response {
 };
 
 struct ServerLimits {
-  size_t workers = 16;                    // threads that run handlers
-  size_t max_connections = 1024;          // open at once, all clients together
-  size_t max_connections_per_client = 64; // open at once from one address
-  size_t max_streams = 64;                // streamed answers at once
-  size_t max_streams_per_client = 16;     // streamed answers at once to one address
+  size_t workers = 16;                     // threads that run handlers
+  size_t max_connections = 1024;           // open at once, all clients together
+  size_t max_connections_per_client = 64;  // open at once from one address
+  size_t max_streams = 64;                 // streamed answers at once
+  size_t max_streams_per_client = 16;      // streamed answers at once to one address
   // Requests of one address that workers run at once; more wait, complete, until one is answered
   // (so a client that never reads its answers holds at most this many workers).
   size_t max_busy_per_client = 4;
   // Declared request bodies being read or handled at once, all connections together; a request
   // beyond is answered 503 with Retry-After before its body is read.
   size_t max_buffered_body_bytes = 256 << 20;
-  size_t max_head_bytes = 16 << 10;       // request line and headers
+  size_t max_head_bytes = 16 << 10;  // request line and headers
   size_t max_headers = 100;
   size_t max_body_bytes = 16 << 20;
   absl::Duration head_timeout = absl::Seconds(10);  // first byte of a request to its blank line

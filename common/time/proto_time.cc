@@ -21,12 +21,11 @@ absl::StatusOr<absl::Duration> from_proto(const google::protobuf::Duration& dura
                                           absl::string_view field) {
   const int64_t seconds = duration.seconds();
   const int32_t nanos = duration.nanos();
-  if (seconds > kMaxDurationSeconds || seconds < -kMaxDurationSeconds ||
-      nanos >= kNanosPerSecond || nanos <= -kNanosPerSecond || (seconds > 0 && nanos < 0) ||
-      (seconds < 0 && nanos > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": not a valid duration (seconds ", seconds, ", nanos ", nanos,
-        "; at most 10,000 years, nanos below one second and of the same sign)"));
+  if (seconds > kMaxDurationSeconds || seconds < -kMaxDurationSeconds || nanos >= kNanosPerSecond ||
+      nanos <= -kNanosPerSecond || (seconds > 0 && nanos < 0) || (seconds < 0 && nanos > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": not a valid duration (seconds ", seconds, ", nanos ", nanos,
+                     "; at most 10,000 years, nanos below one second and of the same sign)"));
   }
   return absl::Seconds(seconds) + absl::Nanoseconds(nanos);
 }
@@ -37,16 +36,17 @@ absl::StatusOr<absl::Time> from_proto(const google::protobuf::Timestamp& timesta
   const int32_t nanos = timestamp.nanos();
   if (seconds < kMinTimestampSeconds || seconds > kMaxTimestampSeconds || nanos < 0 ||
       nanos >= kNanosPerSecond) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": not a valid timestamp (seconds ", seconds, ", nanos ", nanos,
-        "; years 1 to 9999, nanos in [0, 10^9))"));
+    return absl::InvalidArgumentError(absl::StrCat(field, ": not a valid timestamp (seconds ",
+                                                   seconds, ", nanos ", nanos,
+                                                   "; years 1 to 9999, nanos in [0, 10^9))"));
   }
   return absl::FromUnixSeconds(seconds) + absl::Nanoseconds(nanos);
 }
 
 google::protobuf::Duration to_proto(absl::Duration duration) {
   google::protobuf::Duration message;
-  const absl::Duration longest = absl::Seconds(kMaxDurationSeconds) + absl::Nanoseconds(999'999'999);
+  const absl::Duration longest =
+      absl::Seconds(kMaxDurationSeconds) + absl::Nanoseconds(999'999'999);
   if (duration >= longest) {
     message.set_seconds(kMaxDurationSeconds);
     message.set_nanos(999'999'999);
@@ -68,7 +68,8 @@ google::protobuf::Duration to_proto(absl::Duration duration) {
 google::protobuf::Timestamp to_proto(absl::Time time) {
   google::protobuf::Timestamp message;
   const absl::Time first = absl::FromUnixSeconds(kMinTimestampSeconds);
-  const absl::Time last = absl::FromUnixSeconds(kMaxTimestampSeconds) + absl::Nanoseconds(999'999'999);
+  const absl::Time last =
+      absl::FromUnixSeconds(kMaxTimestampSeconds) + absl::Nanoseconds(999'999'999);
   if (time <= first) {
     message.set_seconds(kMinTimestampSeconds);
     return message;
@@ -94,8 +95,9 @@ absl::StatusOr<uint64_t> to_unsigned_nanoseconds(absl::Duration duration, absl::
   // In 128 bits: whole seconds times 10^9 plus the nanoseconds below a second.
   absl::Duration remainder;
   const int64_t seconds = absl::IDivDuration(duration, absl::Seconds(1), &remainder);
-  const absl::uint128 nanoseconds = absl::uint128(static_cast<uint64_t>(seconds)) * kNanosPerSecond +
-                                    static_cast<uint64_t>(absl::ToInt64Nanoseconds(remainder));
+  const absl::uint128 nanoseconds =
+      absl::uint128(static_cast<uint64_t>(seconds)) * kNanosPerSecond +
+      static_cast<uint64_t>(absl::ToInt64Nanoseconds(remainder));
   if (duration == absl::InfiniteDuration() ||
       nanoseconds > absl::uint128(std::numeric_limits<uint64_t>::max())) {
     return absl::OutOfRangeError(absl::StrCat(field, ": ", absl::FormatDuration(duration),

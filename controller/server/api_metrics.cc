@@ -79,12 +79,12 @@ std::string ApiMetrics::render(const ControllerSnapshot& snapshot) const {
   for (const ControllerSnapshot::Rollout& rollout : snapshot.rollouts) {
     for (const tenon::v1::RolloutPhase phase :
          {tenon::v1::ROLLOUT_PHASE_PROGRESSING, tenon::v1::ROLLOUT_PHASE_COMPLETE,
-          tenon::v1::ROLLOUT_PHASE_PAUSED,
-          tenon::v1::ROLLOUT_PHASE_HALTED, tenon::v1::ROLLOUT_PHASE_ROLLED_BACK}) {
+          tenon::v1::ROLLOUT_PHASE_PAUSED, tenon::v1::ROLLOUT_PHASE_HALTED,
+          tenon::v1::ROLLOUT_PHASE_ROLLED_BACK}) {
       absl::StrAppend(&out, "tenon_deployment_rollout_phase{deployment=\"", rollout.deployment,
                       "\",phase=\"",
-                      absl::AsciiStrToLower(absl::StripPrefix(tenon::v1::RolloutPhase_Name(phase),
-                                                              "ROLLOUT_PHASE_")),
+                      absl::AsciiStrToLower(
+                          absl::StripPrefix(tenon::v1::RolloutPhase_Name(phase), "ROLLOUT_PHASE_")),
                       "\"} ", rollout.phase == phase ? 1 : 0, "\n");
     }
   }
@@ -97,8 +97,8 @@ std::string ApiMetrics::render(const ControllerSnapshot& snapshot) const {
   header(&out, "tenon_deployment_rollout_wave", "gauge",
          "Waves a staged rollout has started (0: none under way or at once).");
   for (const ControllerSnapshot::Rollout& rollout : snapshot.rollouts) {
-    absl::StrAppend(&out, "tenon_deployment_rollout_wave{deployment=\"", rollout.deployment,
-                    "\"} ", rollout.wave, "\n");
+    absl::StrAppend(&out, "tenon_deployment_rollout_wave{deployment=\"", rollout.deployment, "\"} ",
+                    rollout.wave, "\n");
   }
   header(&out, "tenon_deployment_rollout_waves", "gauge", "Waves a staged rollout has in all.");
   for (const ControllerSnapshot::Rollout& rollout : snapshot.rollouts) {

@@ -8,8 +8,8 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "google/protobuf/util/time_util.h"
 #include "object_meta.h"
-#include "time/proto_time.h"
 #include "random_ids.h"
+#include "time/proto_time.h"
 
 namespace tenon::controller {
 

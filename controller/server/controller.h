@@ -163,9 +163,8 @@ class Controller {
   // The devices a staged rollout's waves have reached, remembered per (deployment uid, revision,
   // wave); `refresh` computes them afresh (advance_rollouts does, every check).
   std::shared_ptr<const std::set<std::string>> admitted_devices(
-      const std::string& name, const tenon::v1::Deployment& deployment,
-      const FleetView* whole_view, bool refresh = false)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mutex_);
+      const std::string& name, const tenon::v1::Deployment& deployment, const FleetView* whole_view,
+      bool refresh = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mutex_);
   // Every App and Deployment, and every Device or only these.
   absl::StatusOr<FleetView> load_view(StoreTransaction& tx,
                                       const std::set<std::string>& only_devices);

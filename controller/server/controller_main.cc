@@ -132,8 +132,9 @@ int main(int argc, char** argv) {
                                     "time between telemetry reports agents are asked for");
   tenon::flags::add_duration_option(app, "--flush-interval", &flush_interval,
                                     "time between writes of reported device and instance state");
-  tenon::flags::add_duration_option(app, "--rollout-interval", &rollout_interval,
-                                    "time between checks of staged rollouts' health gates and waves");
+  tenon::flags::add_duration_option(
+      app, "--rollout-interval", &rollout_interval,
+      "time between checks of staged rollouts' health gates and waves");
   app.add_option("--scheduling-overhead-ns", scheduling_overhead_ns,
                  "per-job scheduler cost charged in schedulability analysis")
       ->capture_default_str();

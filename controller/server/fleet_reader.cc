@@ -320,11 +320,10 @@ v1::DeploymentStatus FleetReader::roll_up(const v1::Deployment& deployment_objec
   } else {
     const bool complete = problems.empty() && running == matched && updated == matched;
     status->set_phase(complete ? v1::ROLLOUT_PHASE_COMPLETE : v1::ROLLOUT_PHASE_PROGRESSING);
-    status->set_message(
-        problems.empty()
-            ? absl::StrFormat("%d of %d matched devices run the current revision",
-                              std::min(running, updated), matched)
-            : absl::StrJoin(problems, "; "));
+    status->set_message(problems.empty()
+                            ? absl::StrFormat("%d of %d matched devices run the current revision",
+                                              std::min(running, updated), matched)
+                            : absl::StrJoin(problems, "; "));
   }
   *status->mutable_update_time() = time::to_proto(absl::Now());
   return rolled_up;

@@ -46,16 +46,24 @@ absl::StatusCode code_of_http_status(int status) {
     case 411:
     case 417:
     case 431:
-    case 505: return absl::StatusCode::kInvalidArgument;
-    case 401: return absl::StatusCode::kUnauthenticated;
-    case 404: return absl::StatusCode::kNotFound;
-    case 405: return absl::StatusCode::kUnimplemented;
-    case 408: return absl::StatusCode::kDeadlineExceeded;
+    case 505:
+      return absl::StatusCode::kInvalidArgument;
+    case 401:
+      return absl::StatusCode::kUnauthenticated;
+    case 404:
+      return absl::StatusCode::kNotFound;
+    case 405:
+      return absl::StatusCode::kUnimplemented;
+    case 408:
+      return absl::StatusCode::kDeadlineExceeded;
     case 413:
     case 414:
-    case 429: return absl::StatusCode::kResourceExhausted;
-    case 503: return absl::StatusCode::kUnavailable;
-    default: return absl::StatusCode::kInternal;
+    case 429:
+      return absl::StatusCode::kResourceExhausted;
+    case 503:
+      return absl::StatusCode::kUnavailable;
+    default:
+      return absl::StatusCode::kInternal;
   }
 }
 
@@ -166,8 +174,8 @@ void RestApi::install_routes() {
     http::Response response;
     if (request.method != "GET" && request.method != "POST" && request.method != "DELETE" &&
         request.method != "HEAD") {
-      reply_status(response, absl::InvalidArgumentError(absl::StrCat(
-                                 "method ", request.method, " is not part of the API")));
+      reply_status(response, absl::InvalidArgumentError(absl::StrCat("method ", request.method,
+                                                                     " is not part of the API")));
       response.status = 405;
       response.headers.push_back({"Allow", "GET, HEAD, POST, DELETE"});
       return response;
@@ -177,9 +185,9 @@ void RestApi::install_routes() {
     const std::string length = request.header("Content-Length");
     if (!length.empty() && length != "0" &&
         (request.method != "POST" || request.path.rfind("/v1/", 0) != 0)) {
-      reply_status(response, absl::InvalidArgumentError(absl::StrCat(
-                                 request.method, " ", request.path.substr(0, 80),
-                                 " takes no request body")));
+      reply_status(response,
+                   absl::InvalidArgumentError(absl::StrCat(
+                       request.method, " ", request.path.substr(0, 80), " takes no request body")));
       return response;
     }
     if (request.path.rfind("/v1/", 0) != 0 ||
@@ -194,21 +202,19 @@ void RestApi::install_routes() {
     return response;
   });
   // Wraps a /v1/ handler (its caller is authenticated): metrics, and errors as JSON.
-  auto route =
-      [this](const char* name,
-             std::function<absl::Status(const http::Request&, http::Response&)> handler) {
-        return [this, name, handler](const http::Request& request, http::Response& response) {
-          const absl::Time start = absl::Now();
-          const absl::Status status = handler(request, response);
-          if (!status.ok()) reply_status(response, status);
-          metrics_->record("rest", name, status.code(), absl::Now() - start);
-        };
-      };
+  auto route = [this](const char* name,
+                      std::function<absl::Status(const http::Request&, http::Response&)> handler) {
+    return [this, name, handler](const http::Request& request, http::Response& response) {
+      const absl::Time start = absl::Now();
+      const absl::Status status = handler(request, response);
+      if (!status.ok()) reply_status(response, status);
+      metrics_->record("rest", name, status.code(), absl::Now() - start);
+    };
+  };
   const std::string kinds = "(devices|apps|deployments|instances|compositions)";
   // Liveness: answering at all is the whole check (the HTTP thread pool serves).
-  server_->route("GET", "/healthz", [](const http::Request&, http::Response& response) {
-    response.body = "ok\n";
-  });
+  server_->route("GET", "/healthz",
+                 [](const http::Request&, http::Response& response) { response.body = "ok\n"; });
   server_->route("GET", "/readyz", [this](const http::Request& request, http::Response& response) {
     const std::vector<std::pair<std::string, std::string>> checks = readiness_checks();
     bool ready = true;
@@ -238,33 +244,33 @@ void RestApi::install_routes() {
     response.content_type = "text/plain; version=0.0.4; charset=utf-8";
   });
   server_->route("GET", "/v1/" + kinds,
-               route("List", [this](const http::Request& request, http::Response& response) {
-                 v1::ListRequest list;
-                 absl::StatusOr<v1::ObjectKind> kind = parse_kind(request.matches[1]);
-                 if (!kind.ok()) return kind.status();
-                 list.set_kind(*kind);
-                 if (absl::Status read = read_selector(request, list.mutable_selector());
-                     !read.ok()) {
-                   return read;
-                 }
-                 list.set_device(request.query_value("device").value_or(""));
-                 list.set_deployment(request.query_value("deployment").value_or(""));
-                 absl::StatusOr<uint64_t> page_size = query_number(request, "page_size");
-                 if (!page_size.ok()) return page_size.status();
-                 if (*page_size > std::numeric_limits<uint32_t>::max()) {
-                   return absl::InvalidArgumentError(
-                       absl::StrCat("page_size ", *page_size, " does not fit 32 bits"));
-                 }
-                 list.set_page_size(static_cast<uint32_t>(*page_size));
-                 list.set_page_token(request.query_value("page_token").value_or(""));
-                 absl::StatusOr<v1::ListResponse> result = controller_->list(list);
-                 if (!result.ok()) return result.status();
-                 reply_message(response, *result);
-                 return absl::OkStatus();
-               }));
+                 route("List", [this](const http::Request& request, http::Response& response) {
+                   v1::ListRequest list;
+                   absl::StatusOr<v1::ObjectKind> kind = parse_kind(request.matches[1]);
+                   if (!kind.ok()) return kind.status();
+                   list.set_kind(*kind);
+                   if (absl::Status read = read_selector(request, list.mutable_selector());
+                       !read.ok()) {
+                     return read;
+                   }
+                   list.set_device(request.query_value("device").value_or(""));
+                   list.set_deployment(request.query_value("deployment").value_or(""));
+                   absl::StatusOr<uint64_t> page_size = query_number(request, "page_size");
+                   if (!page_size.ok()) return page_size.status();
+                   if (*page_size > std::numeric_limits<uint32_t>::max()) {
+                     return absl::InvalidArgumentError(
+                         absl::StrCat("page_size ", *page_size, " does not fit 32 bits"));
+                   }
+                   list.set_page_size(static_cast<uint32_t>(*page_size));
+                   list.set_page_token(request.query_value("page_token").value_or(""));
+                   absl::StatusOr<v1::ListResponse> result = controller_->list(list);
+                   if (!result.ok()) return result.status();
+                   reply_message(response, *result);
+                   return absl::OkStatus();
+                 }));
   // A watch: one JSON WatchEvent per line, as changes happen, until the client goes away.
-  server_->route("GET", 
-      "/v1/watch/" + kinds,
+  server_->route(
+      "GET", "/v1/watch/" + kinds,
       route("Watch", [this](const http::Request& request, http::Response& response) {
         v1::WatchRequest watch;
         absl::StatusOr<v1::ObjectKind> kind = parse_kind(request.matches[1]);
@@ -281,77 +287,76 @@ void RestApi::install_routes() {
         absl::StatusOr<WatchBatch> first = controller_->watch(watch, absl::ZeroDuration());
         if (!first.ok()) return first.status();
         response.content_type = "application/x-ndjson";
-        response.stream =
-            [this, watch, pending = std::make_shared<WatchBatch>(*std::move(first))](
-                http::StreamWriter& writer) mutable {
-              while (pending->events.empty()) {
-                watch.set_resource_version(pending->resource_version);
-                absl::StatusOr<WatchBatch> next = controller_->watch(watch, kWatchBookmarkInterval);
-                if (!next.ok()) return false;
-                *pending = *std::move(next);
-                if (pending->events.empty()) {
-                  v1::WatchEvent bookmark;
-                  bookmark.set_type(v1::WatchEvent::TYPE_BOOKMARK);
-                  bookmark.set_resource_version(pending->resource_version);
-                  pending->events.push_back(bookmark);
-                }
-              }
-              std::string lines;
-              for (const v1::WatchEvent& event : pending->events) {
-                std::string line;
-                google::protobuf::util::JsonPrintOptions options;
-                options.preserve_proto_field_names = true;
-                (void)google::protobuf::util::MessageToJsonString(event, &line, options);
-                absl::StrAppend(&lines, line, "\n");
-              }
-              pending->events.clear();
-              return writer.write(lines);
-            };
+        response.stream = [this, watch, pending = std::make_shared<WatchBatch>(*std::move(first))](
+                              http::StreamWriter& writer) mutable {
+          while (pending->events.empty()) {
+            watch.set_resource_version(pending->resource_version);
+            absl::StatusOr<WatchBatch> next = controller_->watch(watch, kWatchBookmarkInterval);
+            if (!next.ok()) return false;
+            *pending = *std::move(next);
+            if (pending->events.empty()) {
+              v1::WatchEvent bookmark;
+              bookmark.set_type(v1::WatchEvent::TYPE_BOOKMARK);
+              bookmark.set_resource_version(pending->resource_version);
+              pending->events.push_back(bookmark);
+            }
+          }
+          std::string lines;
+          for (const v1::WatchEvent& event : pending->events) {
+            std::string line;
+            google::protobuf::util::JsonPrintOptions options;
+            options.preserve_proto_field_names = true;
+            (void)google::protobuf::util::MessageToJsonString(event, &line, options);
+            absl::StrAppend(&lines, line, "\n");
+          }
+          pending->events.clear();
+          return writer.write(lines);
+        };
         return absl::OkStatus();
       }));
   server_->route("GET", "/v1/instances/([a-z0-9-]+)/logs",
-               route("Logs", [this](const http::Request& request, http::Response& response) {
-                 absl::StatusOr<uint64_t> tail = query_number(request, "tail_bytes");
-                 if (!tail.ok()) return tail.status();
-                 bool terminal = false;
-                 absl::StatusOr<v1::ConsoleChunk> chunk = controller_->read_console(
-                     request.matches[1], 0, *tail, absl::ZeroDuration(), &terminal);
-                 if (!chunk.ok()) return chunk.status();
-                 response.body = chunk->data();
-                 return absl::OkStatus();
-               }));
+                 route("Logs", [this](const http::Request& request, http::Response& response) {
+                   absl::StatusOr<uint64_t> tail = query_number(request, "tail_bytes");
+                   if (!tail.ok()) return tail.status();
+                   bool terminal = false;
+                   absl::StatusOr<v1::ConsoleChunk> chunk = controller_->read_console(
+                       request.matches[1], 0, *tail, absl::ZeroDuration(), &terminal);
+                   if (!chunk.ok()) return chunk.status();
+                   response.body = chunk->data();
+                   return absl::OkStatus();
+                 }));
   server_->route("GET", "/v1/" + kinds + "/([a-z0-9-]+)",
-               route("Get", [this](const http::Request& request, http::Response& response) {
-                 v1::GetRequest get;
-                 absl::StatusOr<v1::ObjectKind> kind = parse_kind(request.matches[1]);
-                 if (!kind.ok()) return kind.status();
-                 get.set_kind(*kind);
-                 get.set_name(request.matches[2]);
-                 absl::StatusOr<v1::Object> object = controller_->get(get);
-                 if (!object.ok()) return object.status();
-                 reply_message(response, *object);
-                 return absl::OkStatus();
-               }));
-  server_->route("DELETE", 
-      "/v1/" + kinds + "/([a-z0-9-]+)",
-      route("Delete", [this](const http::Request& request, http::Response& response) {
-        v1::DeleteRequest remove;
-        absl::StatusOr<v1::ObjectKind> kind = parse_kind(request.matches[1]);
-        if (!kind.ok()) return kind.status();
-        remove.set_kind(*kind);
-        remove.set_name(request.matches[2]);
-        remove.set_force(request.query_value("force") == "true");
-        absl::StatusOr<uint64_t> generation = query_number(request, "expected_generation");
-        if (!generation.ok()) return generation.status();
-        remove.set_expected_generation(*generation);
-        absl::StatusOr<v1::DeleteResponse> result = controller_->remove(remove);
-        if (!result.ok()) return result.status();
-        reply_message(response, *result);
-        return absl::OkStatus();
-      }));
+                 route("Get", [this](const http::Request& request, http::Response& response) {
+                   v1::GetRequest get;
+                   absl::StatusOr<v1::ObjectKind> kind = parse_kind(request.matches[1]);
+                   if (!kind.ok()) return kind.status();
+                   get.set_kind(*kind);
+                   get.set_name(request.matches[2]);
+                   absl::StatusOr<v1::Object> object = controller_->get(get);
+                   if (!object.ok()) return object.status();
+                   reply_message(response, *object);
+                   return absl::OkStatus();
+                 }));
+  server_->route("DELETE", "/v1/" + kinds + "/([a-z0-9-]+)",
+                 route("Delete", [this](const http::Request& request, http::Response& response) {
+                   v1::DeleteRequest remove;
+                   absl::StatusOr<v1::ObjectKind> kind = parse_kind(request.matches[1]);
+                   if (!kind.ok()) return kind.status();
+                   remove.set_kind(*kind);
+                   remove.set_name(request.matches[2]);
+                   remove.set_force(request.query_value("force") == "true");
+                   absl::StatusOr<uint64_t> generation =
+                       query_number(request, "expected_generation");
+                   if (!generation.ok()) return generation.status();
+                   remove.set_expected_generation(*generation);
+                   absl::StatusOr<v1::DeleteResponse> result = controller_->remove(remove);
+                   if (!result.ok()) return result.status();
+                   reply_message(response, *result);
+                   return absl::OkStatus();
+                 }));
   // POST routes: the body is the request message, the answer the response message.
-  server_->route("POST", 
-      "/v1/apply",
+  server_->route(
+      "POST", "/v1/apply",
       route("Apply", post_handler<v1::ApplyRequest>([this](const v1::ApplyRequest& request) {
               return controller_->apply(request);
             })));
@@ -366,17 +371,18 @@ void RestApi::install_routes() {
         reply_message(response, *result);
         return absl::OkStatus();
       }));
-  server_->route("POST", "/v1/diff",
-                route("Diff", post_handler<v1::DiffRequest>([this](const v1::DiffRequest& request) {
-                        return controller_->diff(request);
-                      })));
-  server_->route("POST", 
-      "/v1/compose",
+  server_->route(
+      "POST", "/v1/diff",
+      route("Diff", post_handler<v1::DiffRequest>([this](const v1::DiffRequest& request) {
+              return controller_->diff(request);
+            })));
+  server_->route(
+      "POST", "/v1/compose",
       route("Compose", post_handler<v1::ComposeRequest>([this](const v1::ComposeRequest& request) {
               return controller_->compose(request);
             })));
-  server_->route("POST", 
-      "/v1/bootstrap-tokens",
+  server_->route(
+      "POST", "/v1/bootstrap-tokens",
       route("CreateBootstrapToken", post_handler<v1::CreateBootstrapTokenRequest>(
                                         [this](const v1::CreateBootstrapTokenRequest& request) {
                                           return controller_->create_bootstrap_token(request);

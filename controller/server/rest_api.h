@@ -39,7 +39,6 @@
 #include "http/http_server.h"
 #include "store.h"
 
-
 namespace tenon::controller {
 
 class RestApi {

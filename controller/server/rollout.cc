@@ -91,10 +91,10 @@ bool start_revision(const v1::DeploymentSpec& spec, const v1::AppSpec& app, size
     status->set_waves(0);
     status->clear_wave_start_time();
     status->clear_message();
-    record_event(now, "SpecRestored",
-                 absl::StrCat("the deployment and its app are revision ", current_number,
-                              "'s again"),
-                 status);
+    record_event(
+        now, "SpecRestored",
+        absl::StrCat("the deployment and its app are revision ", current_number, "'s again"),
+        status);
     return true;
   }
   // What a failed rollout of the new revision returns to: the last revision that reached every
@@ -147,9 +147,9 @@ bool start_revision(const v1::DeploymentSpec& spec, const v1::AppSpec& app, size
 }
 
 bool rollout_restricts_devices(const v1::DeploymentStatus& status) {
-  return status.wave() > 0 && (status.phase() == v1::ROLLOUT_PHASE_PROGRESSING ||
-                               status.phase() == v1::ROLLOUT_PHASE_PAUSED ||
-                               status.phase() == v1::ROLLOUT_PHASE_HALTED);
+  return status.wave() > 0 &&
+         (status.phase() == v1::ROLLOUT_PHASE_PROGRESSING ||
+          status.phase() == v1::ROLLOUT_PHASE_PAUSED || status.phase() == v1::ROLLOUT_PHASE_HALTED);
 }
 
 absl::Status apply_control(const v1::ControlRolloutRequest& request, absl::Time now,
@@ -158,9 +158,9 @@ absl::Status apply_control(const v1::ControlRolloutRequest& request, absl::Time 
   const bool staged = status->wave() > 0;
   const std::string phase_name = v1::RolloutPhase_Name(phase);
   auto refuse = [&](absl::string_view action) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot ", action, " a rollout in phase ", phase_name,
-        staged ? "" : " without waves (no staged rollout is under way)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot ", action, " a rollout in phase ", phase_name,
+                     staged ? "" : " without waves (no staged rollout is under way)"));
   };
   switch (request.action()) {
     case v1::ControlRolloutRequest::ACTION_PAUSE:
@@ -170,8 +170,7 @@ absl::Status apply_control(const v1::ControlRolloutRequest& request, absl::Time 
       record_event(now, "Paused", status->message(), status);
       return absl::OkStatus();
     case v1::ControlRolloutRequest::ACTION_RESUME:
-      if (!staged ||
-          (phase != v1::ROLLOUT_PHASE_PAUSED && phase != v1::ROLLOUT_PHASE_HALTED)) {
+      if (!staged || (phase != v1::ROLLOUT_PHASE_PAUSED && phase != v1::ROLLOUT_PHASE_HALTED)) {
         return refuse("resume");
       }
       status->set_phase(v1::ROLLOUT_PHASE_PROGRESSING);
@@ -233,8 +232,8 @@ absl::Status apply_control(const v1::ControlRolloutRequest& request, absl::Time 
 
 std::vector<std::string> wave_order(
     const std::string& deployment,
-    const std::vector<std::pair<std::string, const google::protobuf::Map<std::string, std::string>*>>&
-        devices) {
+    const std::vector<
+        std::pair<std::string, const google::protobuf::Map<std::string, std::string>*>>& devices) {
   std::vector<std::tuple<bool, std::string, std::string>> keyed;
   keyed.reserve(devices.size());
   for (const auto& [name, labels] : devices) {
@@ -276,10 +275,10 @@ RolloutDecision decide_rollout(const v1::RolloutPolicy& policy, const v1::Deploy
   }
   std::string failure;
   if (!failed.empty()) {
-    failure = absl::StrCat("the instance on ", failed.front(),
-                           failed.size() > 1 ? absl::StrCat(" and ", failed.size() - 1, " more")
-                                             : std::string(),
-                           " faulted or crashed");
+    failure = absl::StrCat(
+        "the instance on ", failed.front(),
+        failed.size() > 1 ? absl::StrCat(" and ", failed.size() - 1, " more") : std::string(),
+        " faulted or crashed");
   } else if (jobs > 0 && static_cast<double>(misses) / static_cast<double>(jobs) >
                              policy.max_deadline_miss_ratio()) {
     failure = absl::StrFormat(
@@ -291,20 +290,20 @@ RolloutDecision decide_rollout(const v1::RolloutPolicy& policy, const v1::Deploy
     decision.kind = policy.rollback_on_failure() ? RolloutDecision::Kind::kRollBack
                                                  : RolloutDecision::Kind::kHalt;
     decision.message = absl::StrCat(wave, " of revision ", status.revision(),
-                                     " failed its health gate: ", failure);
+                                    " failed its health gate: ", failure);
     return decision;
   }
   // Waiting messages carry no live counts: each change of the message is a write of the
   // deployment (and a watch event), so it changes only when a device becomes ready.
-  const std::string gate =
-      absl::StrCat("deadline misses ", misses, " of ", jobs, " jobs so far");
+  const std::string gate = absl::StrCat("deadline misses ", misses, " of ", jobs, " jobs so far");
   if (ready < admitted.size()) {
     decision.message = absl::StrCat(wave, ": ", ready, " of ", admitted.size(),
                                     " devices run revision ", status.revision());
     return decision;
   }
   absl::StatusOr<absl::Duration> bake = time::from_proto(policy.bake_time(), "bake_time");
-  absl::StatusOr<absl::Time> started = time::from_proto(status.wave_start_time(), "wave_start_time");
+  absl::StatusOr<absl::Time> started =
+      time::from_proto(status.wave_start_time(), "wave_start_time");
   const absl::Time baked_at =
       (started.ok() ? *started : now) + (bake.ok() ? *bake : absl::ZeroDuration());
   if (now < baked_at) {
@@ -341,8 +340,9 @@ void apply_decision(const RolloutDecision& decision, absl::Time now, v1::Deploym
     case RolloutDecision::Kind::kHalt:
       record_event(now, "GateFailed", decision.message, status);
       status->set_phase(v1::ROLLOUT_PHASE_HALTED);
-      status->set_message(absl::StrCat(decision.message, "; halted: devices not yet updated keep "
-                                                         "revision ",
+      status->set_message(absl::StrCat(decision.message,
+                                       "; halted: devices not yet updated keep "
+                                       "revision ",
                                        status->previous_revision()));
       record_event(now, "Halted", status->message(), status);
       return;
@@ -352,8 +352,8 @@ void apply_decision(const RolloutDecision& decision, absl::Time now, v1::Deploym
       status->set_phase(v1::ROLLOUT_PHASE_ROLLED_BACK);
       status->set_revision(status->previous_revision());
       status->set_previous_revision(bad);
-      status->set_message(absl::StrCat(decision.message, "; rolled back to revision ",
-                                       status->revision()));
+      status->set_message(
+          absl::StrCat(decision.message, "; rolled back to revision ", status->revision()));
       record_event(now, "RolledBack", status->message(), status);
       return;
     }

@@ -58,8 +58,8 @@ bool rollout_restricts_devices(const tenon::v1::DeploymentStatus& status);
 // then by sha256(deployment "/" device), so the order is fixed for a deployment and device.
 std::vector<std::string> wave_order(
     const std::string& deployment,
-    const std::vector<std::pair<std::string, const google::protobuf::Map<std::string, std::string>*>>&
-        devices);
+    const std::vector<
+        std::pair<std::string, const google::protobuf::Map<std::string, std::string>*>>& devices);
 
 // How many of `matched` devices in wave order the first `wave` of `waves` waves admit (the last
 // wave all of them, whatever the policy became since the rollout started).
@@ -72,8 +72,8 @@ struct WaveMember {
   // Its device is connected and reported RUNNING that revision's image since the instance was
   // last planned (an older report of the same image does not count).
   bool running = false;
-  bool failed = false;       // reported FAULTED or CRASHED on that revision
-  uint64_t jobs = 0;         // over the latest telemetry window
+  bool failed = false;  // reported FAULTED or CRASHED on that revision
+  uint64_t jobs = 0;    // over the latest telemetry window
   uint64_t deadline_misses = 0;
 };
 

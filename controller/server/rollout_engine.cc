@@ -102,7 +102,8 @@ std::map<std::string, RevisionPlan> Controller::revision_plans(const FleetView& 
   return plans;
 }
 
-absl::StatusOr<v1::Deployment> Controller::control_rollout(const v1::ControlRolloutRequest& request) {
+absl::StatusOr<v1::Deployment> Controller::control_rollout(
+    const v1::ControlRolloutRequest& request) {
   if (request.deployment().empty()) return absl::InvalidArgumentError("deployment: required");
   {
     absl::MutexLock lock(&write_mutex_);
@@ -118,14 +119,13 @@ absl::StatusOr<v1::Deployment> Controller::control_rollout(const v1::ControlRoll
       }
       v1::DeploymentStatus* status = (*current)->mutable_deployment()->mutable_status();
       if (absl::Status acted = apply_control(request, now, status); !acted.ok()) {
-        return absl::Status(acted.code(), absl::StrCat("Deployment ", request.deployment(), ": ",
-                                                       acted.message()));
+        return absl::Status(
+            acted.code(), absl::StrCat("Deployment ", request.deployment(), ": ", acted.message()));
       }
       if (absl::Status put = tx.put_object(**current); !put.ok()) return put;
       // Pause and resume change which waves start next, not what any device runs now.
-      const bool moves_devices =
-          request.action() == v1::ControlRolloutRequest::ACTION_ABORT ||
-          request.action() == v1::ControlRolloutRequest::ACTION_UNDO;
+      const bool moves_devices = request.action() == v1::ControlRolloutRequest::ACTION_ABORT ||
+                                 request.action() == v1::ControlRolloutRequest::ACTION_UNDO;
       return moves_devices ? replan(tx, {}, &outcome) : absl::OkStatus();
     });
     if (!written.ok()) return written;
@@ -164,9 +164,9 @@ absl::Status Controller::advance_rollouts(absl::Time now) {
       member.on_revision = instance.spec().revision() == status.revision();
       // About this very instance: a report of the one it replaced under the same name names
       // another uid.
-      const bool about_it = reported_.reported_uid(instance_name_here) ==
-                                instance.metadata().uid() &&
-                            reported.image_digest() == instance.spec().image_digest();
+      const bool about_it =
+          reported_.reported_uid(instance_name_here) == instance.metadata().uid() &&
+          reported.image_digest() == instance.spec().image_digest();
       member.running = about_it && sessions_.connected(device) &&
                        reported.observed_state() == v1::INSTANCE_STATE_RUNNING;
       member.failed = about_it && (reported.observed_state() == v1::INSTANCE_STATE_FAULTED ||

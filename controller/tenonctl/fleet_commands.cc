@@ -67,6 +67,17 @@ int report_rpc(const grpc::Status& status, const ClientConfig& config) {
   return exit_code_of(status.error_code());
 }
 
+// A response message as `-o json` prints it: the proto JSON mapping with proto field names, as
+// REST serves it.
+std::string message_json(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions print;
+  print.preserve_proto_field_names = true;
+  print.add_whitespace = true;
+  std::string text;
+  (void)google::protobuf::util::MessageToJsonString(message, &text, print);
+  return text;
+}
+
 int report_bad_input(const std::string& message) {
   std::cerr << "tenonctl: " << message << "\n";
   return kExitBadInput;
@@ -484,11 +495,7 @@ int run_migrate(const ClientConfig& config, const FleetOptions& options) {
     return absl::StrFormat("%.1f ms", duration.seconds() * 1e3 + duration.nanos() / 1e6);
   };
   if (options.output == "json") {
-    google::protobuf::util::JsonPrintOptions print_options;
-    print_options.preserve_proto_field_names = true;
-    std::string text;
-    (void)google::protobuf::util::MessageToJsonString(response, &text, print_options);
-    std::cout << text << "\n";
+    std::cout << message_json(response);
     return kExitOk;
   }
   std::cout << "instance/" << options.name << " migrated " << report.source_device() << " -> "
@@ -520,11 +527,10 @@ int run_rollout_status(const ClientConfig& config, const FleetOptions& options) 
     const grpc::Status status = client.stub().Get(client.context().get(), request, &object);
     if (!status.ok()) return report_rpc(status, config);
     const tenon::v1::DeploymentStatus& rollout = object.deployment().status();
-    const std::string phase = enum_display_name(tenon::v1::RolloutPhase_descriptor(),
-                                                rollout.phase());
-    const std::string line =
-        absl::StrCat("deployment/", options.name, " revision ", rollout.revision(), ": ", phase,
-                     ": ", rollout.message());
+    const std::string phase =
+        enum_display_name(tenon::v1::RolloutPhase_descriptor(), rollout.phase());
+    const std::string line = absl::StrCat("deployment/", options.name, " revision ",
+                                          rollout.revision(), ": ", phase, ": ", rollout.message());
     if (line != last_line && options.output != "json") std::cout << line << std::endl;
     last_line = line;
     int exit_code = -1;
@@ -548,12 +554,7 @@ int run_rollout_status(const ClientConfig& config, const FleetOptions& options) 
     }
     if (exit_code >= 0) {
       if (options.output == "json") {
-        std::string text;
-        google::protobuf::util::JsonPrintOptions print;
-        print.preserve_proto_field_names = true;
-        print.add_whitespace = true;
-        (void)google::protobuf::util::MessageToJsonString(rollout, &text, print);
-        std::cout << text;
+        std::cout << message_json(rollout);
       }
       return exit_code;
     }
@@ -598,12 +599,7 @@ int run_rollout_history(const ClientConfig& config, const FleetOptions& options)
   if (!status.ok()) return report_rpc(status, config);
   const tenon::v1::DeploymentStatus& rollout = object.deployment().status();
   if (options.output == "json") {
-    std::string text;
-    google::protobuf::util::JsonPrintOptions print;
-    print.preserve_proto_field_names = true;
-    print.add_whitespace = true;
-    (void)google::protobuf::util::MessageToJsonString(rollout, &text, print);
-    std::cout << text;
+    std::cout << message_json(rollout);
     return kExitOk;
   }
   auto when = [](const google::protobuf::Timestamp& timestamp) {
@@ -613,17 +609,17 @@ int run_rollout_history(const ClientConfig& config, const FleetOptions& options)
   };
   std::cout << absl::StrFormat("%-9s %-21s %-8s %s\n", "REVISION", "CREATED", "APP", "DIGEST");
   for (const tenon::v1::DeploymentRevision& revision : rollout.revisions()) {
-    std::cout << absl::StrFormat("%-9s %-21s %-8s %s\n",
-                                 absl::StrCat(revision.number(),
-                                              revision.number() == rollout.revision() ? "*" : ""),
-                                 when(revision.create_time()), revision.spec().app(),
-                                 revision.digest().substr(0, 19));
+    std::cout << absl::StrFormat(
+        "%-9s %-21s %-8s %s\n",
+        absl::StrCat(revision.number(), revision.number() == rollout.revision() ? "*" : ""),
+        when(revision.create_time()), revision.spec().app(), revision.digest().substr(0, 19));
   }
-  std::cout << "\n" << absl::StrFormat("%-21s %-4s %-5s %-16s %s\n", "TIME", "REV", "WAVE",
-                                        "REASON", "MESSAGE");
+  std::cout << "\n"
+            << absl::StrFormat("%-21s %-4s %-5s %-16s %s\n", "TIME", "REV", "WAVE", "REASON",
+                               "MESSAGE");
   for (const tenon::v1::RolloutEvent& event : rollout.events()) {
-    std::cout << absl::StrFormat("%-21s %-4d %-5d %-16s %s\n", when(event.time()),
-                                 event.revision(), event.wave(), event.reason(), event.message());
+    std::cout << absl::StrFormat("%-21s %-4d %-5d %-16s %s\n", when(event.time()), event.revision(),
+                                 event.wave(), event.reason(), event.message());
   }
   return kExitOk;
 }

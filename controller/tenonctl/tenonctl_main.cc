@@ -236,16 +236,16 @@ int main(int argc, char** argv) {
   migrate_command->add_option("--to", fleet.target_device, "Target device")->required();
   migrate_command->add_option("-o,--output", fleet.output, "json for the whole report")
       ->check(CLI::IsMember({"json"}));
-  CLI::App* rollout_command =
-      cli.add_subcommand("rollout", "Follow a deployment's staged rollout");
+  CLI::App* rollout_command = cli.add_subcommand("rollout", "Follow a deployment's staged rollout");
   rollout_command->require_subcommand(1);
   CLI::App* rollout_status_command = rollout_command->add_subcommand(
       "status",
       "Wait for a deployment's rollout to end: exit 0 complete, 6 halted, 7 rolled back, 8 "
       "--deadline passed");
   rollout_status_command->add_option("deployment", fleet.name, "Deployment name")->required();
-  rollout_status_command->add_option("--deadline", fleet.rollout_deadline,
-                                     "Give up after this long, e.g. 5m (default 10m)")
+  rollout_status_command
+      ->add_option("--deadline", fleet.rollout_deadline,
+                   "Give up after this long, e.g. 5m (default 10m)")
       ->type_name("DURATION");
   rollout_status_command->add_option("-o,--output", fleet.output, "json: the final status")
       ->check(CLI::IsMember({"json"}));
@@ -271,10 +271,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"json"}));
   for (CLI::App* command : rollout_control_commands) command->fallthrough();
   rollout_history_command->fallthrough();
-  for (CLI::App* command :
-       {apply_command, get_command, describe_command, delete_command, diff_command, logs_command,
-        migrate_command, token_command, token_create_command, rollout_command,
-        rollout_status_command}) {
+  for (CLI::App* command : {apply_command, get_command, describe_command, delete_command,
+                            diff_command, logs_command, migrate_command, token_command,
+                            token_create_command, rollout_command, rollout_status_command}) {
     command->fallthrough();
   }
 

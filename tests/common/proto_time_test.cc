@@ -32,15 +32,15 @@ google::protobuf::Timestamp timestamp_message(int64_t seconds, int32_t nanos) {
 constexpr int64_t kMaxSeconds = 315'576'000'000;
 
 TEST(ProtoTimeTest, DurationsOutsideTheMessagesRangeAreRefusedNamingTheField) {
-  for (const auto& [seconds, nanos] : std::vector<std::pair<int64_t, int32_t>>{
-           {kMaxSeconds + 1, 0},
-           {-kMaxSeconds - 1, 0},
-           {0, 1'000'000'000},
-           {0, -1'000'000'000},
-           {1, -1},
-           {-1, 1},
-           {std::numeric_limits<int64_t>::max(), 999'999'999},
-           {std::numeric_limits<int64_t>::min(), 0}}) {
+  for (const auto& [seconds, nanos] :
+       std::vector<std::pair<int64_t, int32_t>>{{kMaxSeconds + 1, 0},
+                                                {-kMaxSeconds - 1, 0},
+                                                {0, 1'000'000'000},
+                                                {0, -1'000'000'000},
+                                                {1, -1},
+                                                {-1, 1},
+                                                {std::numeric_limits<int64_t>::max(), 999'999'999},
+                                                {std::numeric_limits<int64_t>::min(), 0}}) {
     absl::StatusOr<absl::Duration> converted =
         from_proto(duration_message(seconds, nanos), "spec.ttl");
     EXPECT_FALSE(converted.ok()) << seconds << "s " << nanos << "ns";
@@ -96,10 +96,9 @@ TEST(ProtoTimeTest, RandomDurationsNearTheEdgesAgreeWithA128BitReference) {
   std::mt19937_64 random(20261207);
   const int64_t edges[] = {0, 18'446'744'073, kMaxSeconds, -kMaxSeconds, 1, -1};
   for (int round = 0; round < 20'000; ++round) {
-    const int64_t seconds =
-        edges[round % 6] + static_cast<int64_t>(random() % 5) - 2;
-    const int32_t nanos = static_cast<int32_t>(static_cast<int64_t>(random() % 2'000'000'001) -
-                                               1'000'000'000);
+    const int64_t seconds = edges[round % 6] + static_cast<int64_t>(random() % 5) - 2;
+    const int32_t nanos =
+        static_cast<int32_t>(static_cast<int64_t>(random() % 2'000'000'001) - 1'000'000'000);
     const bool valid = seconds <= kMaxSeconds && seconds >= -kMaxSeconds &&
                        nanos > -1'000'000'000 && nanos < 1'000'000'000 &&
                        !(seconds > 0 && nanos < 0) && !(seconds < 0 && nanos > 0);
@@ -111,7 +110,8 @@ TEST(ProtoTimeTest, RandomDurationsNearTheEdgesAgreeWithA128BitReference) {
     EXPECT_EQ(back.nanos(), nanos);
     const absl::int128 reference = absl::int128(seconds) * 1'000'000'000 + nanos;
     absl::StatusOr<uint64_t> count = to_unsigned_nanoseconds(*converted, "d");
-    const bool fits = reference >= 0 && reference <= absl::int128(std::numeric_limits<uint64_t>::max());
+    const bool fits =
+        reference >= 0 && reference <= absl::int128(std::numeric_limits<uint64_t>::max());
     ASSERT_EQ(count.ok(), fits) << seconds << "s " << nanos << "ns";
     if (fits) {
       EXPECT_EQ(absl::int128(*count), reference);

@@ -40,7 +40,8 @@ using google::protobuf::util::TimeUtil;
 // cannot forget one. `variant` chooses which member of each oneof is set, so that looping over
 // variants covers every member.
 
-constexpr int kMaxDepth = 10;  // ApplyResponse > ... > DeploymentRevision > DeploymentSpec > LabelExpression
+constexpr int kMaxDepth =
+    10;  // ApplyResponse > ... > DeploymentRevision > DeploymentSpec > LabelExpression
 
 void fill_message(Message* message, int variant, int depth);
 

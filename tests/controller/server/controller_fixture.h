@@ -31,7 +31,8 @@ inline v1::Object device(const std::string& name, const std::string& site) {
   return test_support::site_device(name, site);
 }
 
-inline v1::Object deployment(const std::string& name, const std::string& app, const std::string& site) {
+inline v1::Object deployment(const std::string& name, const std::string& app,
+                             const std::string& site) {
   v1::Object object;
   v1::Deployment* deployment = object.mutable_deployment();
   deployment->mutable_metadata()->set_name(name);

@@ -414,8 +414,9 @@ TEST_P(ControllerTest, AgentGetsDesiredStateAndImageInVerifiedChunks) {
   metrics.record("grpc", "FleetService.Apply", absl::StatusCode::kOk, absl::Milliseconds(3));
   const std::string page = metrics.render(controller_->snapshot());
   EXPECT_THAT(page, HasSubstr("tenon_devices{state=\"connected\"} 1"));
-  EXPECT_THAT(page,
-              HasSubstr("tenon_deployment_rollout_phase{deployment=\"control\",phase=\"complete\"} 1"));
+  EXPECT_THAT(
+      page,
+      HasSubstr("tenon_deployment_rollout_phase{deployment=\"control\",phase=\"complete\"} 1"));
   EXPECT_THAT(page, HasSubstr("tenon_deployment_revision{deployment=\"control\"} 1"));
   EXPECT_THAT(page, HasSubstr("tenon_instance_task_deadline_misses_total{instance=\""));
   const std::string page_file = dir_ + "/metrics.txt";

@@ -314,10 +314,10 @@ TEST_F(FleetTest, RolloutStatusGatesAPipelineOnRealDeadlineMisses) {
 
   // Revision 3: the overrunning app, through the pipeline script a CI job runs.
   revision("overrun");  // writes revision.yaml; the script applies it again (unchanged)
-  ShellResult bad = run_shell(
-      std::string("TENONCTL=") + TENONCTL_BINARY + " TENONCTL_CONFIG=" + dir_ +
-      "/tenonctl.yaml bash " + TENON_SOURCE_DIR + "/deploy/examples/rollout-pipeline.sh " + dir_ +
-      "/revision.yaml control 90s 2>&1");
+  ShellResult bad =
+      run_shell(std::string("TENONCTL=") + TENONCTL_BINARY + " TENONCTL_CONFIG=" + dir_ +
+                "/tenonctl.yaml bash " + TENON_SOURCE_DIR +
+                "/deploy/examples/rollout-pipeline.sh " + dir_ + "/revision.yaml control 90s 2>&1");
   EXPECT_EQ(bad.exit_code, 7) << bad.output << controller_->log();
   EXPECT_THAT(bad.output, HasSubstr("failed its health gate: deadline misses"));
   EXPECT_THAT(bad.output, HasSubstr("rolled back to revision 2"));
@@ -481,8 +481,7 @@ TEST_F(FleetTest, RegressionAStoppedAgentIsDisconnectedWithinFourPingIntervals) 
     return document["items"][0]["status"].value(field, std::string());
   };
   const bool disconnected = eventually(
-      [&] { return state("devices", "connection_state") == "CONNECTION_STATE_DISCONNECTED"; },
-      20s);
+      [&] { return state("devices", "connection_state") == "CONNECTION_STATE_DISCONNECTED"; }, 20s);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped).count();
   agent_->signal(SIGCONT);

@@ -117,7 +117,8 @@ TEST(RolloutRulesTest, CanariesComeFirstAndTheOrderIsFixedPerDeployment) {
   for (int i = 0; i < 8; ++i) labels[absl::StrCat("edge-", i)];
   labels["edge-6"]["canary"] = "true";
   labels["edge-2"]["canary"] = "true";
-  std::vector<std::pair<std::string, const google::protobuf::Map<std::string, std::string>*>> devices;
+  std::vector<std::pair<std::string, const google::protobuf::Map<std::string, std::string>*>>
+      devices;
   for (const auto& [name, device_labels] : labels) devices.emplace_back(name, &device_labels);
   const std::vector<std::string> order = wave_order("control", devices);
   ASSERT_EQ(order.size(), 8u);
@@ -166,14 +167,14 @@ TEST(RolloutRulesTest, TheGateWaitsForEveryDeviceAndTheBakeThenPassesOrFails) {
             RolloutDecision::Kind::kHalt);
   members[1].deadline_misses = 0;
   members[0].failed = true;
-  EXPECT_THAT(decide_rollout(gate, status, start, members).message, HasSubstr("faulted or crashed"));
+  EXPECT_THAT(decide_rollout(gate, status, start, members).message,
+              HasSubstr("faulted or crashed"));
   apply_decision(decide_rollout(gate, status, start, members), start, &status);
   EXPECT_EQ(status.phase(), v1::ROLLOUT_PHASE_ROLLED_BACK);
   EXPECT_EQ(status.revision(), 1u) << "the previous revision is current again";
 }
 
 // ---- The controller -----------------------------------------------------------------------------
-
 
 class RolloutTest : public ControllerFixture, public ::testing::WithParamInterface<StoreKind> {
  protected:
@@ -184,7 +185,8 @@ class RolloutTest : public ControllerFixture, public ::testing::WithParamInterfa
     std::vector<v1::Object> devices;
     for (int i = 1; i <= 6; ++i) {
       v1::Object object = device(absl::StrCat("edge-", i), "lab");
-      if (i >= 5) (*object.mutable_device()->mutable_metadata()->mutable_labels())["canary"] = "true";
+      if (i >= 5)
+        (*object.mutable_device()->mutable_metadata()->mutable_labels())["canary"] = "true";
       devices.push_back(object);
     }
     ASSERT_TRUE(apply(devices).ok());
@@ -331,10 +333,12 @@ TEST_P(RolloutTest, DeadlineMissesInTheCanaryRollItBackAndNoOtherDeviceIsTouched
   EXPECT_TRUE(gate_failed);
   // And on /metrics.
   const std::string page = ApiMetrics().render(controller_->snapshot());
-  EXPECT_THAT(page, HasSubstr(
-                        "tenon_deployment_rollout_phase{deployment=\"control\",phase=\"rolled_back\"} 1"));
-  EXPECT_THAT(page, HasSubstr(
-                        "tenon_deployment_rollout_phase{deployment=\"control\",phase=\"progressing\"} 0"));
+  EXPECT_THAT(
+      page,
+      HasSubstr("tenon_deployment_rollout_phase{deployment=\"control\",phase=\"rolled_back\"} 1"));
+  EXPECT_THAT(
+      page,
+      HasSubstr("tenon_deployment_rollout_phase{deployment=\"control\",phase=\"progressing\"} 0"));
   EXPECT_THAT(page, HasSubstr("tenon_deployment_rollout_waves{deployment=\"control\"} 3"));
   // Nothing moves any more until the deployment or its app changes again.
   ASSERT_TRUE(controller_->advance_rollouts(absl::Now() + absl::Hours(1)).ok());
